@@ -19,30 +19,35 @@ namespace Pipeline.Model.Sampling;
 /// <item>Top-k: keep the first K tokens in rank order.</item>
 /// <item>Top-p: Q = total mass of what top-k kept; keep the shortest rank-order prefix whose mass is
 /// ≥ ceil(TopP · Q) (computed in double).</item>
-/// <item>Min-p: keep tokens with q ≥ ceil(MinP · S) (p ≥ MinP · p_max; S is the top token's mass).
-/// Min-p keeps a rank prefix too, so it intersects with the top-p prefix.</item>
+/// <item>Min-p: keep tokens with q ≥ ceil(MinP · S) (p ≥ MinP · p_max; S is the top token's mass).</item>
 /// <item>Draw: r uniform in [0, kept mass) from xoshiro256**; the token is the first in rank order
-/// whose cumulative kept mass exceeds r. Exactly one RNG draw per call (rarely more, to stay unbiased).</item>
+/// whose cumulative mass exceeds r. One RNG output per call (rarely more, to stay unbiased).</item>
 /// </list>
-/// <para>Nothing sorts the vocabulary: top-k uses a bounded heap; top-p and the draw use a
-/// quickselect that partitions by rank and carries masses, so it finds the prefix in expected linear time.</para>
+/// <para>Every stage keeps a rank-order prefix, so the kept set is described by its mass alone and the
+/// draw is "find the rank position where the cumulative mass reaches r + 1" over all candidates. Nothing
+/// sorts the vocabulary: top-k is a bounded heap; finding a position by mass buckets the masses by
+/// magnitude (1,008 buckets, monotone in rank), then quickselects inside the one bucket that holds it.</para>
 /// </remarks>
 public sealed class Sampler
 {
     private const int SmallRange = 16;
+    private const int BucketsPerOctave = 16;                    // masses bucket by their top 4 mantissa bits
+    private const int BucketCount = 63 * BucketsPerOctave;     // masses lie in [1, 2^62]
 
     private readonly int vocabSize;
     private readonly double massScale;     // S above
-    private readonly double skipBelow;     // scaled logits below this have exp(x)·S < 1/4, so q = 0 without calling exp
+    private readonly double skipBelow;     // scaled logits below this get q = 0 without calling exp
     private readonly long minPMass;        // ceil(MinP · S); 0 when off
     private readonly int topK;             // 0 when off or ≥ vocab
     private readonly double temperature;
-    private readonly ulong[] keys;         // [vocab] scratch: rank keys of candidates (logit, id), arrangement changes
-    private readonly long[] masses;        // [vocab] scratch: quantized masses, parallel to keys
+    private readonly long[] massById;      // [vocab] q per token id, when top-k is off
+    private readonly long[] bucketMass;    // [BucketCount] total q per magnitude bucket, when top-k is off
+    private readonly ulong[] keys;         // [vocab] candidate rank keys (logit, id); order is scratch
+    private readonly long[] masses;        // [vocab] q parallel to keys
     private readonly RepetitionGuard guard;
     private Xoshiro256StarStar rng;
     private ulong seed;
-    private int keptCount;
+    private int candidateCount;            // top-k on: candidates are keys/masses[0..candidateCount)
     private long keptMass;
 
     public Sampler(int vocabSize, SamplingOptions options)
@@ -57,10 +62,16 @@ public sealed class Sampler
         int vocabBits = vocabSize == 1 ? 0 : BitOperations.Log2((uint)(vocabSize - 1)) + 1;
         int scaleBits = 62 - vocabBits;
         massScale = Math.ScaleB(1.0, scaleBits);
-        skipBelow = -(scaleBits + 2) * Math.Log(2.0);
         minPMass = (long)Math.Ceiling(options.MinP * massScale);
+        // exp(x)·S < 1/4 rounds to 0. With min-p alone, anything 1 below ln(MinP) fails min-p whatever
+        // its rounding, so it need not be weighed (top-p needs every mass for its total).
+        skipBelow = -(scaleBits + 2) * Math.Log(2.0);
+        if (options.MinP > 0 && options.TopP == 1)
+            skipBelow = Math.Max(skipBelow, Math.Log(options.MinP) - 1);
         topK = options.TopK < vocabSize ? options.TopK : 0;
         temperature = options.Temperature;
+        massById = topK > 0 ? [] : new long[vocabSize];
+        bucketMass = topK > 0 ? [] : new long[BucketCount];
         keys = new ulong[vocabSize];
         masses = new long[vocabSize];
         guard = new RepetitionGuard(options);
@@ -78,7 +89,8 @@ public sealed class Sampler
         if (temperature == 0)
             return argmax;
         Truncate(logits, logits[argmax]);
-        return DrawAt((long)rng.NextBelow((ulong)keptMass));
+        long r = (long)rng.NextBelow((ulong)keptMass);
+        return FindByMass(logits, r + 1).Token;
     }
 
     /// <summary>
@@ -158,54 +170,51 @@ public sealed class Sampler
             new($"logits[{index}] is {value}; logits must be finite or -Infinity.", nameof(logits));
     }
 
-    /// <summary>Leaves the kept tokens in keys/masses[0..keptCount) (any arrangement) and their total in keptMass.</summary>
+    /// <summary>Weighs the candidates and sets keptMass, the mass of the rank prefix that survives every stage.</summary>
     private void Truncate(ReadOnlySpan<float> logits, float maxLogit)
     {
-        int count = topK > 0 ? SelectTopK(logits) : vocabSize;
-        int n = 0;
-        long total = 0;
-        for (int i = 0; i < count; i++)
+        long total = 0, passingMinP = 0;
+        if (topK > 0)
         {
-            int id = topK > 0 ? TokenOf(keys[i]) : i;
-            long q = Mass(logits[id], maxLogit);
-            if (q == 0)
-                continue;
-            keys[n] = topK > 0 ? keys[i] : RankKey(logits[id], id);
-            masses[n] = q;
-            total += q;
-            n++;
-        }
-
-        long kept = total;
-        if (minPMass > 0)
-        {
-            int m = 0;
-            kept = 0;
-            for (int i = 0; i < n; i++)
+            SelectTopK(logits);
+            int n = 0;
+            for (int i = 0; i < topK; i++)
             {
-                if (masses[i] < minPMass)
+                long q = Mass(logits[TokenOf(keys[i])], maxLogit);
+                if (q == 0)
                     continue;
-                keys[m] = keys[i];
-                masses[m] = masses[i];
-                kept += masses[i];
-                m++;
+                keys[n] = keys[i];
+                masses[n] = q;
+                n++;
+                total += q;
+                passingMinP += q >= minPMass ? q : 0;
             }
-            n = m;
+            candidateCount = n;
+        }
+        else
+        {
+            Array.Clear(bucketMass);
+            for (int id = 0; id < logits.Length; id++)
+            {
+                long q = Mass(logits[id], maxLogit);
+                massById[id] = q;
+                if (q == 0)
+                    continue;
+                bucketMass[Bucket(q)] += q;
+                total += q;
+                passingMinP += q >= minPMass ? q : 0;
+            }
         }
 
+        // Min-p keeps the prefix of tokens with q ≥ minPMass; top-p the shortest prefix reaching its
+        // target. Both are prefixes of one order, so the shorter (lighter) one is what survives both.
+        long kept = passingMinP;
         if (Options.TopP < 1)
         {
             long target = Math.Clamp((long)Math.Ceiling(Options.TopP * (double)total), 1, total);
             if (kept > target)
-            {
-                n = SelectByMass(0, n, target) + 1;
-                kept = 0;
-                for (int i = 0; i < n; i++)
-                    kept += masses[i];
-            }
+                kept = FindByMass(logits, target).MassThrough;
         }
-
-        keptCount = n;
         keptMass = kept;
     }
 
@@ -215,8 +224,54 @@ public sealed class Sampler
         return scaled < skipBelow ? 0 : (long)Math.Round(Math.Exp(scaled) * massScale);
     }
 
+    /// <summary>Monotone in q: 16 buckets per power of two, from the double's exponent and top mantissa bits.</summary>
+    private static int Bucket(long q) =>
+        (int)((BitConverter.DoubleToInt64Bits(q) >> (52 - 4)) - (BitConverter.DoubleToInt64Bits(1.0) >> (52 - 4)));
+
+    /// <summary>
+    /// The first candidate in rank order at which the cumulative mass reaches <paramref name="need"/>
+    /// (1 ≤ need ≤ total), and that cumulative mass.
+    /// </summary>
+    private (int Token, long MassThrough) FindByMass(ReadOnlySpan<float> logits, long need)
+    {
+        if (topK > 0)
+        {
+            int at = SelectByMass(0, candidateCount, need);
+            return (TokenOf(keys[at]), SumMasses(0, at + 1));
+        }
+
+        // Buckets from the heaviest down: every token in a heavier bucket ranks before every token in a
+        // lighter one, so only the bucket where the cumulative mass crosses `need` has to be ordered.
+        long above = 0;
+        int bucket = BucketCount - 1;
+        while (above + bucketMass[bucket] < need)
+            above += bucketMass[bucket--];
+
+        int n = 0;
+        for (int id = 0; id < logits.Length; id++)
+        {
+            long q = massById[id];
+            if (q != 0 && Bucket(q) == bucket)
+            {
+                keys[n] = RankKey(logits[id], id);
+                masses[n] = q;
+                n++;
+            }
+        }
+        int index = SelectByMass(0, n, need - above);
+        return (TokenOf(keys[index]), above + SumMasses(0, index + 1));
+    }
+
+    private long SumMasses(int from, int to)
+    {
+        long sum = 0;
+        for (int i = from; i < to; i++)
+            sum += masses[i];
+        return sum;
+    }
+
     /// <summary>Bounded min-heap over rank keys: keys[0..K) end up holding the K best tokens (heap order).</summary>
-    private int SelectTopK(ReadOnlySpan<float> logits)
+    private void SelectTopK(ReadOnlySpan<float> logits)
     {
         int k = topK;
         for (int id = 0; id < k; id++)
@@ -224,16 +279,17 @@ public sealed class Sampler
             keys[id] = RankKey(logits[id], id);
             SiftUp(id);
         }
+        // Ids only grow, so a logit equal to the weakest kept one ranks after it: skip on <=.
+        float weakest = LogitOf(keys[0]);
         for (int id = k; id < logits.Length; id++)
         {
-            ulong key = RankKey(logits[id], id);
-            if (key > keys[0])
-            {
-                keys[0] = key;
-                SiftDown(k);
-            }
+            float x = logits[id];
+            if (x <= weakest)
+                continue;
+            keys[0] = RankKey(x, id);
+            SiftDown(k);
+            weakest = LogitOf(keys[0]);
         }
-        return k;
     }
 
     private void SiftUp(int i)
@@ -276,7 +332,7 @@ public sealed class Sampler
     private int SelectByMass(int lo, int hi, long need)
     {
         Debug.Assert(need >= 1);
-        ulong pivotState = 0x5EEDUL; // fixed: the run is a function of the input alone
+        ulong pivotState = 0x5EEDUL; // fixed, so the work done is a function of the input alone
         while (hi - lo > SmallRange)
         {
             int p = lo + (int)(Xoshiro256StarStar.SplitMix64(ref pivotState) % (ulong)(hi - lo));
@@ -344,23 +400,34 @@ public sealed class Sampler
         (masses[a], masses[b]) = (masses[b], masses[a]);
     }
 
-    /// <summary>Test hook: runs the truncation and returns the kept tokens (arbitrary order) and masses.</summary>
-    internal (int Token, long Mass)[] KeptForTest(ReadOnlySpan<float> logits)
+    /// <summary>Test hook: the kept tokens (in no order) with their masses, and their total.</summary>
+    internal ((int Token, long Mass)[] Kept, long KeptMass) KeptForTest(ReadOnlySpan<float> logits)
     {
         int argmax = ValidateAndFindMax(logits);
         Truncate(logits, logits[argmax]);
-        var kept = new (int, long)[keptCount];
-        for (int i = 0; i < keptCount; i++)
-            kept[i] = (TokenOf(keys[i]), masses[i]);
-        return kept;
+        // The kept set is the rank prefix ending at the token where the cumulative mass reaches keptMass.
+        var (last, massThrough) = FindByMass(logits, keptMass);
+        if (massThrough != keptMass)
+            throw new InvalidOperationException($"kept mass {keptMass} is not a prefix boundary ({massThrough}).");
+        ulong lastKey = RankKey(logits[last], last);
+        var kept = new List<(int, long)>();
+        if (topK > 0)
+        {
+            for (int i = 0; i < candidateCount; i++)
+                if (keys[i] >= lastKey)
+                    kept.Add((TokenOf(keys[i]), masses[i]));
+        }
+        else
+        {
+            for (int id = 0; id < logits.Length; id++)
+                if (massById[id] > 0 && RankKey(logits[id], id) >= lastKey)
+                    kept.Add((id, massById[id]));
+        }
+        return ([.. kept], keptMass);
     }
 
     /// <summary>Test hook: the token a given uniform draw r ∈ [0, kept mass) selects, after <see cref="KeptForTest"/>.</summary>
-    internal int DrawForTest(long r) => DrawAt(r);
-
-    internal long KeptMassForTest => keptMass;
-
-    private int DrawAt(long r) => TokenOf(keys[SelectByMass(0, keptCount, r + 1)]);
+    internal int DrawForTest(ReadOnlySpan<float> logits, long r) => FindByMass(logits, r + 1).Token;
 
     /// <summary>Orders (logit desc, id asc) as one unsigned compare: higher key = ranked first.</summary>
     internal static ulong RankKey(float logit, int id)
@@ -371,4 +438,11 @@ public sealed class Sampler
     }
 
     internal static int TokenOf(ulong key) => (int)~(uint)key;
+
+    private static float LogitOf(ulong key)
+    {
+        uint ordered = (uint)(key >> 32);
+        uint bits = (ordered & 0x8000_0000u) != 0 ? ordered & 0x7FFF_FFFFu : ~ordered;
+        return BitConverter.UInt32BitsToSingle(bits);
+    }
 }
