@@ -10,13 +10,15 @@ namespace Pipeline.Model.Sampling;
 /// <remarks>
 /// <para>Exact rule for temperature T &gt; 0 (greedy at T = 0 is argmax, ties to the lowest id):</para>
 /// <list type="number">
-/// <item>Rank: tokens are ordered by logit, highest first, ties to the lowest id (-0 counts as +0).</item>
 /// <item>Weights: w = exp((logit - maxLogit) / T) in double, quantized to an integer mass
 /// q = round(w · S) with S = 2^(62 - ceil(log2 vocab)), so the whole vocabulary sums to at most 2^62.
 /// Integer masses make every cumulative sum below exact and independent of summation order. The top
 /// token has q = S; a token less likely than about 2^-(63 - ceil(log2 vocab)) times the top token
 /// (2.8e-14 for 262,144 tokens) gets q = 0 and is never drawn.</item>
-/// <item>Top-k: keep the first K tokens in rank order.</item>
+/// <item>Top-k: keep the K highest logits, ties to the lowest id (-0 counts as +0).</item>
+/// <item>Rank (for everything after top-k): by q, highest first, then by logit, then lowest id. That is
+/// logit order, since q follows the logit; ranking by q first keeps every stage below a prefix of one
+/// order by construction, whatever the platform's exp does in its last bit.</item>
 /// <item>Top-p: Q = total mass of what top-k kept; keep the shortest rank-order prefix whose mass is
 /// ≥ ceil(TopP · Q) (computed in double).</item>
 /// <item>Min-p: keep tokens with q ≥ ceil(MinP · S) (p ≥ MinP · p_max; S is the top token's mass).</item>
@@ -26,7 +28,7 @@ namespace Pipeline.Model.Sampling;
 /// <para>Every stage keeps a rank-order prefix, so the kept set is described by its mass alone and the
 /// draw is "find the rank position where the cumulative mass reaches r + 1" over all candidates. Nothing
 /// sorts the vocabulary: top-k is a bounded heap; finding a position by mass buckets the masses by
-/// magnitude (1,008 buckets, monotone in rank), then quickselects inside the one bucket that holds it.</para>
+/// magnitude (1,008 buckets, in rank order), then quickselects inside the one bucket that holds it.</para>
 /// </remarks>
 public sealed class Sampler
 {
@@ -337,12 +339,13 @@ public sealed class Sampler
         {
             int p = lo + (int)(Xoshiro256StarStar.SplitMix64(ref pivotState) % (ulong)(hi - lo));
             Swap(p, hi - 1);
-            ulong pivot = keys[hi - 1];
+            long pivotMass = masses[hi - 1];
+            ulong pivotKey = keys[hi - 1];
             int store = lo;
             long massAbove = 0;
             for (int i = lo; i < hi - 1; i++)
             {
-                if (keys[i] > pivot)
+                if (RanksBefore(masses[i], keys[i], pivotMass, pivotKey))
                 {
                     massAbove += masses[i];
                     Swap(i, store);
@@ -383,7 +386,7 @@ public sealed class Sampler
             ulong key = keys[i];
             long mass = masses[i];
             int j = i - 1;
-            while (j >= lo && keys[j] < key)
+            while (j >= lo && RanksBefore(mass, key, masses[j], keys[j]))
             {
                 keys[j + 1] = keys[j];
                 masses[j + 1] = masses[j];
@@ -410,17 +413,18 @@ public sealed class Sampler
         if (massThrough != keptMass)
             throw new InvalidOperationException($"kept mass {keptMass} is not a prefix boundary ({massThrough}).");
         ulong lastKey = RankKey(logits[last], last);
+        long lastMass = topK > 0 ? masses[Array.IndexOf(keys, lastKey, 0, candidateCount)] : massById[last];
         var kept = new List<(int, long)>();
         if (topK > 0)
         {
             for (int i = 0; i < candidateCount; i++)
-                if (keys[i] >= lastKey)
+                if (!RanksBefore(lastMass, lastKey, masses[i], keys[i]))
                     kept.Add((TokenOf(keys[i]), masses[i]));
         }
         else
         {
             for (int id = 0; id < logits.Length; id++)
-                if (massById[id] > 0 && RankKey(logits[id], id) >= lastKey)
+                if (massById[id] > 0 && !RanksBefore(lastMass, lastKey, massById[id], RankKey(logits[id], id)))
                     kept.Add((id, massById[id]));
         }
         return ([.. kept], keptMass);
@@ -428,6 +432,9 @@ public sealed class Sampler
 
     /// <summary>Test hook: the token a given uniform draw r ∈ [0, kept mass) selects, after <see cref="KeptForTest"/>.</summary>
     internal int DrawForTest(ReadOnlySpan<float> logits, long r) => FindByMass(logits, r + 1).Token;
+
+    private static bool RanksBefore(long massA, ulong keyA, long massB, ulong keyB) =>
+        massA > massB || (massA == massB && keyA > keyB);
 
     /// <summary>Orders (logit desc, id asc) as one unsigned compare: higher key = ranked first.</summary>
     internal static ulong RankKey(float logit, int id)

@@ -35,6 +35,9 @@ public sealed record SamplingOptions
     /// </summary>
     public int NgramSize { get; init; }
 
+    /// <summary>Upper bound on <see cref="NgramSize"/>: the cut-off does O(NgramSize) work per token.</summary>
+    public const int MaxNgramSize = 4096;
+
     /// <summary>How many back-to-back occurrences of a block the n-gram cut-off tolerates. 0 = off.</summary>
     public int NgramRepeatLimit { get; init; }
 
@@ -72,8 +75,8 @@ public sealed record SamplingOptions
             throw Invalid(nameof(MinP), "min_p", MinP, "must be in [0, 1) (0 = off)");
         if (MaxConsecutiveRepeats < 0 || MaxConsecutiveRepeats == 1)
             throw Invalid(nameof(MaxConsecutiveRepeats), null, MaxConsecutiveRepeats, "must be 0 (off) or >= 2");
-        if (NgramSize < 0)
-            throw Invalid(nameof(NgramSize), null, NgramSize, "must be >= 0 (0 = off)");
+        if (NgramSize < 0 || NgramSize > MaxNgramSize)
+            throw Invalid(nameof(NgramSize), null, NgramSize, $"must be in [0, {MaxNgramSize}] (0 = off)");
         if (NgramRepeatLimit < 0)
             throw Invalid(nameof(NgramRepeatLimit), null, NgramRepeatLimit, "must be >= 0 (0 = off)");
         if ((NgramSize == 0) != (NgramRepeatLimit == 0))

@@ -19,6 +19,7 @@ public class SamplerValidationTests
         { new SamplingOptions { MaxConsecutiveRepeats = -2 }, "MaxConsecutiveRepeats", "-2" },
         { new SamplingOptions { NgramSize = -1, NgramRepeatLimit = 2 }, "NgramSize", "-1" },
         { new SamplingOptions { NgramSize = 3, NgramRepeatLimit = -2 }, "NgramRepeatLimit", "-2" },
+        { new SamplingOptions { NgramSize = int.MaxValue, NgramRepeatLimit = 2 }, "NgramSize", "2147483647" },
         { new SamplingOptions { NgramSize = 3 }, "NgramRepeatLimit", "0" },
         { new SamplingOptions { NgramRepeatLimit = 3 }, "NgramSize", "0" },
     };

@@ -1,3 +1,4 @@
+using System.Numerics;
 using Pipeline.Model.Sampling;
 
 namespace Pipeline.Model.Tests.Sampling;
@@ -22,7 +23,11 @@ internal static class SamplingReference
         foreach (int id in order)
             mass[id] = (long)Math.Round(Math.Exp(((double)logits[id] - max) / options.Temperature) * scale);
 
+        // Top-k by logit; everything after it ranks by mass, then logit, then id (the same order
+        // whenever exp is monotone, and the sampler's documented tie-break when it is not).
         int count = options.TopK > 0 ? Math.Min(options.TopK, vocab) : vocab;
+        int[] byMass = SortDescendingStable(order[..count].Select(id => mass[id]).ToArray());
+        order = [.. byMass.Select(position => order[position]), .. order[count..]];
         long total = 0;
         for (int i = 0; i < count; i++)
             total += mass[order[i]];
@@ -99,12 +104,23 @@ internal static class SamplingReference
     /// <summary>All ids by logit descending, ties by id ascending.</summary>
     public static int[] RankOrder(float[] logits)
     {
-        int[] order = Enumerable.Range(0, logits.Length).ToArray();
-        Array.Sort(order, (a, b) =>
+        return SortDescendingStable(logits);
+    }
+
+    /// <summary>Indices of <paramref name="values"/> from largest to smallest value; equal values (-0 = +0) by index.</summary>
+    private static int[] SortDescendingStable<T>(T[] values) where T : INumber<T>
+    {
+        T[] negated = values.Select(v => T.IsZero(v) ? T.Zero : -v).ToArray();
+        int[] index = Enumerable.Range(0, values.Length).ToArray();
+        Array.Sort(negated, index);
+        for (int start = 0; start < index.Length;)
         {
-            int byLogit = logits[b].CompareTo(logits[a]);
-            return byLogit != 0 ? byLogit : a.CompareTo(b);
-        });
-        return order;
+            int end = start + 1;
+            while (end < index.Length && negated[end] == negated[start])
+                end++;
+            Array.Sort(index, start, end - start);
+            start = end;
+        }
+        return index;
     }
 }
