@@ -33,8 +33,8 @@ namespace Pipeline.Model.Sampling;
 public sealed class Sampler
 {
     private const int SmallRange = 16;
-    private const int BucketsPerOctave = 16;                    // masses bucket by their top 4 mantissa bits
-    private const int BucketCount = 63 * BucketsPerOctave;     // masses lie in [1, 2^62]
+    private const int BucketMantissaBits = 4;                             // 16 buckets per power of two
+    private const int BucketCount = 63 << BucketMantissaBits;            // masses lie in [1, 2^62]
 
     private readonly int vocabSize;
     private readonly double massScale;     // S above
@@ -44,8 +44,8 @@ public sealed class Sampler
     private readonly double temperature;
     private readonly long[] massById;      // [vocab] q per token id, when top-k is off
     private readonly long[] bucketMass;    // [BucketCount] total q per magnitude bucket, when top-k is off
-    private readonly ulong[] keys;         // [vocab] candidate rank keys (logit, id); order is scratch
-    private readonly long[] masses;        // [vocab] q parallel to keys
+    private readonly ulong[] keys;         // [K or vocab] candidate rank keys (logit, id); order is scratch
+    private readonly long[] masses;        // [K or vocab] q parallel to keys
     private readonly RepetitionGuard guard;
     private Xoshiro256StarStar rng;
     private ulong seed;
@@ -74,8 +74,8 @@ public sealed class Sampler
         temperature = options.Temperature;
         massById = topK > 0 ? [] : new long[vocabSize];
         bucketMass = topK > 0 ? [] : new long[BucketCount];
-        keys = new ulong[vocabSize];
-        masses = new long[vocabSize];
+        keys = new ulong[topK > 0 ? topK : vocabSize];
+        masses = new long[topK > 0 ? topK : vocabSize];
         guard = new RepetitionGuard(options);
         Reseed();
     }
@@ -226,9 +226,10 @@ public sealed class Sampler
         return scaled < skipBelow ? 0 : (long)Math.Round(Math.Exp(scaled) * massScale);
     }
 
-    /// <summary>Monotone in q: 16 buckets per power of two, from the double's exponent and top mantissa bits.</summary>
+    /// <summary>Monotone in q: the double's exponent and top mantissa bits, counted from q = 1.</summary>
     private static int Bucket(long q) =>
-        (int)((BitConverter.DoubleToInt64Bits(q) >> (52 - 4)) - (BitConverter.DoubleToInt64Bits(1.0) >> (52 - 4)));
+        (int)((BitConverter.DoubleToInt64Bits(q) >> (52 - BucketMantissaBits))
+            - (BitConverter.DoubleToInt64Bits(1.0) >> (52 - BucketMantissaBits)));
 
     /// <summary>
     /// The first candidate in rank order at which the cumulative mass reaches <paramref name="need"/>
