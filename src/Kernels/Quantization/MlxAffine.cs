@@ -84,17 +84,9 @@ public static class MlxAffine
         ReadOnlySpan<float> weights, int cols, int bits, int groupSize, ScalarType scaleType,
         Span<uint> packed, Span<byte> scales, Span<byte> biases)
     {
-        if (cols <= 0 || weights.Length % cols != 0)
-            throw new ArgumentException(
-                $"weights hold {weights.Length} values, not a whole number of rows of cols {cols}", nameof(weights));
-        int rows = weights.Length / cols;
-        RequireShape(rows == 0 ? 1 : rows, cols, bits, groupSize);
+        int rows = ValidateRows(weights.Length, cols, bits, groupSize, scaleType, packed.Length, scales.Length, biases.Length);
         int wordsPerRow = MlxQuantFormat.WordsPerRow(cols, bits);
         int groupsPerRow = cols / groupSize;
-        int scaleSize = Scalars.SizeOf(scaleType);
-        RequireLength(nameof(packed), packed.Length, (long)rows * wordsPerRow);
-        RequireLength(nameof(scales), scales.Length, (long)rows * groupsPerRow * scaleSize);
-        RequireLength(nameof(biases), biases.Length, (long)rows * groupsPerRow * scaleSize);
 
         Span<uint> codes = cols <= 4096 ? stackalloc uint[cols] : new uint[cols];
         for (int r = 0; r < rows; r++)
@@ -175,25 +167,12 @@ public static class MlxAffine
         {
             float v = values[j];
             if (!float.IsFinite(v))
-                throw new ArgumentException(
-                    $"weight {v} at row {row}, column {group * values.Length + j} is not finite", nameof(values));
+                throw NonFinite(v, row, group * values.Length + j);
             min = MathF.Min(min, v);
             max = MathF.Max(max, v);
         }
 
-        float scale = MathF.Max((max - min) / levels, 1e-7f);
-        bool minIsEdge = MathF.Abs(min) > MathF.Abs(max);
-        if (!minIsEdge)
-            scale = -scale;
-        float edge = minIsEdge ? min : max;
-        float q0 = MathF.Round(edge / scale); // round half to even, like rint
-        float bias = 0;
-        if (q0 != 0)
-        {
-            scale = edge / q0;
-            bias = edge;
-        }
-
+        var (scale, bias) = GroupScaleAndBias(min, max, levels);
         for (int j = 0; j < values.Length; j++)
         {
             float q = MathF.Round((values[j] - bias) / scale);
@@ -202,9 +181,46 @@ public static class MlxAffine
         return (scale, bias);
     }
 
+    /// <summary>
+    /// MLX's group parameters from the group's min and max (f32 throughout): the edge with the larger
+    /// magnitude becomes exactly representable as code 0 (bias = edge) unless it rounds to code 0
+    /// itself, in which case the bias is 0.
+    /// </summary>
+    internal static (float Scale, float Bias) GroupScaleAndBias(float min, float max, float levels)
+    {
+        float scale = MathF.Max((max - min) / levels, 1e-7f);
+        bool minIsEdge = MathF.Abs(min) > MathF.Abs(max);
+        if (!minIsEdge)
+            scale = -scale;
+        float edge = minIsEdge ? min : max;
+        float q0 = MathF.Round(edge / scale); // round half to even, like rint
+        if (q0 == 0)
+            return (scale, 0f);
+        return (edge / q0, edge);
+    }
+
+    internal static ArgumentException NonFinite(float value, int row, int column) =>
+        new($"weight {value} at row {row}, column {column} is not finite", "weights");
+
+    /// <summary>Checks QuantizeRows' arguments; returns the row count.</summary>
+    internal static int ValidateRows(
+        int weights, int cols, int bits, int groupSize, ScalarType scaleType, int packed, int scales, int biases)
+    {
+        if (cols <= 0 || weights % cols != 0)
+            throw new ArgumentException(
+                $"weights hold {weights} values, not a whole number of rows of cols {cols}", nameof(weights));
+        int rows = weights / cols;
+        RequireShape(rows == 0 ? 1 : rows, cols, bits, groupSize);
+        long groups = (long)rows * (cols / groupSize) * Scalars.SizeOf(scaleType);
+        RequireLength(nameof(packed), packed, (long)rows * MlxQuantFormat.WordsPerRow(cols, bits));
+        RequireLength(nameof(scales), scales, groups);
+        RequireLength(nameof(biases), biases, groups);
+        return rows;
+    }
+
     private static uint Mask(int bits) => (1u << bits) - 1;
 
-    private static void StoreScalar(Span<byte> destination, long index, float value, ScalarType type)
+    internal static void StoreScalar(Span<byte> destination, long index, float value, ScalarType type)
     {
         switch (type)
         {

@@ -80,8 +80,8 @@ public static class TestModelGenerator
                     var row = values.AsSpan(r * cols, cols);
                     WeightRandom.FillRow(row, seed, w.Path, first + r, w.Init, cols);
                     var target = bf16.AsSpan(r * cols, cols);
-                    for (int c = 0; c < cols; c++)
-                        target[c] = Scalars.FloatToBf16(row[c]);
+                    for (int c = 0; c < cols; c++) // values are bf16-exact: the top half is the bf16
+                        target[c] = (ushort)(BitConverter.SingleToUInt32Bits(row[c]) >> 16);
                 }
             });
             output.Write(name, MemoryMarshal.AsBytes(bf16.AsSpan(0, count * cols)));
@@ -108,7 +108,7 @@ public static class TestModelGenerator
             {
                 for (int r = start; r < start + n; r++)
                     WeightRandom.FillRow(values.AsSpan(r * cols, cols), seed, w.Path, first + r, w.Init, cols);
-                MlxAffine.QuantizeRows(
+                MlxAffineFast.QuantizeRows(
                     values.AsSpan(start * cols, n * cols), cols, bits, TestModelPlan.GroupSize, ScalarType.BF16,
                     packed.AsSpan(start * words, n * words),
                     output.Buffers.Scales.AsSpan((first + start) * groupBytes, n * groupBytes),

@@ -42,7 +42,7 @@ public static class WeightRandom
                 for (int i = 0; i < row.Length; i++)
                 {
                     ulong r = Next(ref state);
-                    long sum = (long)(r & 0xFFFF) + (long)((r >> 16) & 0xFFFF) + (long)((r >> 32) & 0xFFFF) + (long)(r >> 48);
+                    int sum = (int)(r & 0xFFFF) + (int)((r >> 16) & 0xFFFF) + (int)((r >> 32) & 0xFFFF) + (int)(r >> 48);
                     row[i] = RoundToBf16((sum - 131070) * unit);
                 }
                 break;
@@ -54,7 +54,13 @@ public static class WeightRandom
         }
     }
 
-    private static float RoundToBf16(float value) => Kernels.Scalars.RoundToBf16(value);
+    /// <summary>Round to nearest even bf16, as <see cref="Kernels.Scalars.FloatToBf16"/> does for finite values (all of ours).</summary>
+    private static float RoundToBf16(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        bits += 0x7FFF + ((bits >> 16) & 1);
+        return BitConverter.UInt32BitsToSingle(bits & 0xFFFF0000);
+    }
 
     private static ulong RowSeed(ulong seed, string path, long row)
     {
