@@ -91,8 +91,8 @@ public abstract class BackendConformanceTests : IDisposable
                 for (int c = 0; c < weight.Cols; c++)
                     magnitude += Math.Abs(dense[r * weight.Cols + c] * x[t * weight.Cols + c]);
                 int i = t * weight.Rows + r;
-                Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5 * magnitude + 1e-6,
-                    $"token {t} row {r}: reference {expected[i]}, cpu {actual[i]} (sum|wx| {magnitude})");
+                if (!(Math.Abs(expected[i] - actual[i]) <= 1e-5 * magnitude + 1e-6))
+                    Assert.Fail($"token {t} row {r}: reference {expected[i]}, cpu {actual[i]} (sum|wx| {magnitude})");
             }
         }
 
@@ -372,8 +372,8 @@ public abstract class BackendConformanceTests : IDisposable
         for (int i = 0; i < expected.Length; i++)
         {
             double allowed = tolerance(expected[i], actual[i]);
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= allowed,
-                $"{what}[{i}]: reference {expected[i]}, cpu {actual[i]}, allowed {allowed}");
+            if (!(Math.Abs(expected[i] - actual[i]) <= allowed))
+                Assert.Fail($"{what}[{i}]: reference {expected[i]}, cpu {actual[i]}, allowed {allowed}");
         }
     }
 }
