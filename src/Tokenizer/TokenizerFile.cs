@@ -1,5 +1,5 @@
-using System.Runtime.CompilerServices;
 using System.IO.Compression;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 
 namespace Pipeline.Tokenizer;
