@@ -361,7 +361,7 @@ internal static class Filters
                 if (parsed is not null)
                     return parsed;
                 var f = ParseFloat(s);
-                return f is null ? null : TruncateFloat(f.Value);
+                return f is null || !double.IsFinite(f.Value) ? null : TruncateFloat(f.Value);
             default:
                 return null;
         }

@@ -384,7 +384,7 @@ internal static class Py
     };
 
     /// <summary>Normalizes an integer result: long when it fits.</summary>
-    public static object Int(BigInteger value) => value >= long.MinValue && value <= long.MaxValue ? (long)value : value;
+    public static object Int(BigInteger value) => value >= long.MinValue && value <= long.MaxValue ? (object)(long)value : value;
 
     // ---------------------------------------------------------------- arithmetic
 
