@@ -270,7 +270,13 @@ internal static class PyStr
 
     // ---------------------------------------------------------------- case
 
-    public static string Upper(string s) => MapCase(s, CaseTables.UpperSpecial, cp => Rune.ToUpperInvariant(new Rune(cp)).Value);
+    // .NET's invariant-globalization casing leaves dotless i and long s alone; Unicode (and Python) map them to I and S.
+    public static string Upper(string s) => MapCase(s, CaseTables.UpperSpecial, cp => cp switch
+    {
+        0x0131 => 'I',
+        0x017F => 'S',
+        _ => Rune.ToUpperInvariant(new Rune(cp)).Value,
+    });
 
     public static string Lower(string s)
     {
