@@ -22,6 +22,12 @@ public sealed class JinjaTemplate
 
     public string? Name { get; }
 
+    /// <summary>Loop iterations plus macro calls one render may take before it is stopped (a runaway template must
+    /// not hang the server); ten million is far above what chat templates need even for very long conversations.</summary>
+    internal long StepBudget { get; init; } = 10_000_000;
+
+    internal JinjaTemplate WithStepBudget(long budget) => new(Source, Name, body, clock) { StepBudget = budget };
+
     /// <summary>Parses <paramref name="source"/>; syntax errors, unknown tags and unknown filters/tests (outside
     /// if-blocks) throw <see cref="TemplateException"/> with the line and column.</summary>
     public static JinjaTemplate Compile(string source, string? name = null, TimeProvider? clock = null)
@@ -39,6 +45,6 @@ public sealed class JinjaTemplate
         var context = new Scope(globals);
         foreach (var (key, value) in variables)
             context.Vars[key] = TemplateValues.From(value);
-        return new Renderer(context, Name).Render(body);
+        return new Renderer(context, Name, StepBudget).Render(body);
     }
 }

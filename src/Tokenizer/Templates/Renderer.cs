@@ -81,11 +81,11 @@ internal sealed class Macro(MacroDefinition definition, Scope closure) : JinjaCa
 internal sealed class Renderer
 {
     private const int MaxMacroDepth = 200;
-    private const long MaxSteps = 50_000_000;
     private const int MaxOutputChars = 256 << 20;
 
     private readonly Scope globals;
     private readonly string? templateName;
+    private readonly long stepBudget;
     private int macroDepth;
     private long steps;
 
@@ -96,10 +96,11 @@ internal sealed class Renderer
         Continue,
     }
 
-    public Renderer(Scope globals, string? templateName)
+    public Renderer(Scope globals, string? templateName, long stepBudget)
     {
         this.globals = globals;
         this.templateName = templateName;
+        this.stepBudget = stepBudget;
     }
 
     public string Render(Stmt[] body)
@@ -123,7 +124,7 @@ internal sealed class Renderer
     private void Step(long count = 1)
     {
         steps += count;
-        if (steps > MaxSteps)
+        if (steps > stepBudget)
             throw new JinjaError("the template ran too long (loop/call budget exceeded)");
     }
 
