@@ -224,7 +224,14 @@ public sealed class Tokenizer
         return text.ToString();
     }
 
-    // ---- pieces shared with StreamingDetokenizer ----
+    // ---- pieces shared with StreamingDetokenizer and the tests' reference twin ----
+
+    internal VocabIndex Vocabulary => _vocabIds;
+
+    internal MergeTable Merges => _merges;
+
+    internal IEnumerable<(string Content, int Id)> AddedTokens =>
+        _addedIds.Select(pair => (pair.Key, pair.Value));
 
     internal void CheckId(int id, int index)
     {
