@@ -69,13 +69,16 @@ public static class TensorNaming
             return new TensorName(mlxName, module, parameter, ModuleRole.LmHead, null);
 
         const string layersPrefix = LanguageModelPrefix + "layers.";
-        if (!module.StartsWith(layersPrefix, StringComparison.Ordinal))
+        if (!mlxName.StartsWith(layersPrefix, StringComparison.Ordinal))
             return new TensorName(mlxName, module, parameter, ModuleRole.Other, null);
-        string rest = module[layersPrefix.Length..];
+        string rest = mlxName[layersPrefix.Length..];
         int layerEnd = rest.IndexOf('.');
         if (layerEnd <= 0 || !int.TryParse(rest.AsSpan(0, layerEnd), NumberStyles.None, CultureInfo.InvariantCulture, out int layer))
             return new TensorName(mlxName, module, parameter, ModuleRole.Other, null);
-        ModuleRole role = rest[(layerEnd + 1)..] switch
+        string submodule = module.Length > layersPrefix.Length + layerEnd
+            ? module[(layersPrefix.Length + layerEnd + 1)..]
+            : "";
+        ModuleRole role = submodule switch
         {
             "self_attn.q_proj" => ModuleRole.QProj,
             "self_attn.k_proj" => ModuleRole.KProj,
