@@ -24,8 +24,8 @@ public sealed class PlannedTensor
     /// <summary>[rows, cols] for matrices; any rank for kept tensors.</summary>
     public required long[] Shape { get; init; }
     public QuantSpec? Quant { get; init; }
-    /// <summary>Dtype a dense output is written in (the source dtype, or F32 when quantization is off).</summary>
-    public required ScalarType DenseType { get; init; }
+    /// <summary>Dtype of a dense output, and of the scales and biases of a quantized one.</summary>
+    public required ScalarType OutputType { get; init; }
     public required IReadOnlyList<OutputTensor> Outputs { get; init; }
 
     public long SourceBytes => Shape.Aggregate(1L, (n, d) => n * d) * Scalars.SizeOf(SourceType);
@@ -57,10 +57,11 @@ public sealed class ConversionPlan
     }
 
     /// <summary>
-    /// Plans the conversion of <paramref name="sources"/>. With <paramref name="recipe"/> null nothing is
-    /// quantized and every floating tensor is written as F32 (used to check AWQ folding exactly).
+    /// Plans the conversion of <paramref name="sources"/>: with <paramref name="recipe"/> null nothing is
+    /// quantized. Float outputs (dense tensors, scales, biases) keep the source dtype unless
+    /// <paramref name="outputType"/> says otherwise (F32 output makes AWQ folding checkable exactly).
     /// </summary>
-    public static ConversionPlan Build(IEnumerable<SourceTensor> sources, QuantRecipe? recipe)
+    public static ConversionPlan Build(IEnumerable<SourceTensor> sources, QuantRecipe? recipe, ScalarType? outputType = null)
     {
         var planned = new List<PlannedTensor>();
         var seen = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -73,7 +74,7 @@ public sealed class ConversionPlan
                     $"tensors '{seen[mlxName]}' and '{source.Name}' both map to '{mlxName}'");
             var target = TensorNaming.Parse(mlxName);
             var quant = recipe is null ? null : QuantFor(target, source.Shape, recipe);
-            var denseType = recipe is null ? ScalarType.F32 : type;
+            var denseType = outputType ?? type;
             planned.Add(new PlannedTensor
             {
                 SourceName = source.Name,
@@ -81,8 +82,8 @@ public sealed class ConversionPlan
                 SourceType = type,
                 Shape = source.Shape,
                 Quant = quant,
-                DenseType = denseType,
-                Outputs = OutputsFor(target, source.Shape, type, denseType, quant),
+                OutputType = denseType,
+                Outputs = OutputsFor(target, source.Shape, denseType, quant),
             });
         }
         if (planned.Count == 0)
@@ -113,12 +114,12 @@ public sealed class ConversionPlan
     }
 
     private static IReadOnlyList<OutputTensor> OutputsFor(
-        TensorName target, long[] shape, ScalarType sourceType, ScalarType denseType, QuantSpec? quant)
+        TensorName target, long[] shape, ScalarType outputType, QuantSpec? quant)
     {
         if (quant is not QuantSpec q)
-            return [new OutputTensor(target.Full, DTypeName(denseType), shape)];
+            return [new OutputTensor(target.Full, DTypeName(outputType), shape)];
         long rows = shape[0], cols = shape[1];
-        string scaleType = DTypeName(sourceType);
+        string scaleType = DTypeName(outputType);
         return
         [
             new OutputTensor(target.Module + ".biases", scaleType, [rows, cols / q.GroupSize]),
@@ -183,7 +184,7 @@ public sealed class ConversionPlan
         foreach (var t in Tensors)
         {
             string shape = string.Join('x', t.Shape.Select(d => d.ToString(inv)));
-            string bits = t.Quant is QuantSpec q ? q.Bits.ToString(inv) : DTypeName(t.DenseType).ToLowerInvariant();
+            string bits = t.Quant is QuantSpec q ? q.Bits.ToString(inv) : DTypeName(t.OutputType).ToLowerInvariant();
             string group = t.Quant is QuantSpec g ? g.GroupSize.ToString(inv) : "-";
             writer.WriteLine(string.Format(inv, "{0} {1,-16} {2,5} {3,5} {4,14}",
                 t.Target.Full.PadRight(nameWidth), shape, bits, group, t.OutputBytes));

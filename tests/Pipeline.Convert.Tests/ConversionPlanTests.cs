@@ -1,3 +1,4 @@
+using Pipeline.Kernels;
 using System.Text.Json.Nodes;
 
 namespace Pipeline.Convert.Tests;
@@ -50,15 +51,24 @@ public class ConversionPlanTests
     }
 
     [Fact]
-    public void WithoutRecipe_EveryTensorIsWrittenAsF32()
+    public void WithoutRecipe_NothingIsQuantizedAndTheOutputTypeApplies()
     {
         var plan = ConversionPlan.Build(
-            [new SourceTensor("model.language_model.layers.0.mlp.gate_proj.weight", "BF16", [128, 64])], null);
+            [new SourceTensor("model.language_model.layers.0.mlp.gate_proj.weight", "BF16", [128, 64])], null, ScalarType.F32);
         var output = plan.Outputs.Single();
         Assert.Equal("language_model.model.layers.0.mlp.gate_proj.weight", output.Name);
         Assert.Equal("F32", output.DType);
         Assert.Equal([128L, 64L], output.Shape);
         Assert.Null(plan.QuantizationConfig());
+    }
+
+    [Fact]
+    public void OutputType_AppliesToScalesAndBiasesToo()
+    {
+        var plan = ConversionPlan.Build(
+            [new SourceTensor("model.language_model.layers.0.mlp.gate_proj.weight", "BF16", [128, 64])],
+            QuantRecipe.Create("unsloth", 2, 64), ScalarType.F16);
+        Assert.Equal(["F16", "F16", "U32"], plan.Outputs.Select(o => o.DType));
     }
 
     [Theory]
