@@ -1,5 +1,5 @@
-using Pipeline.Kernels;
 using System.Text.Json.Nodes;
+using Pipeline.Kernels;
 
 namespace Pipeline.Convert.Tests;
 
