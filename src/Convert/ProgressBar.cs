@@ -9,7 +9,7 @@ public sealed class ProgressBar(TextWriter writer, long totalBytes, string label
     private const int Width = 30;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private long _done;
-    private long _lastRenderTicks = long.MinValue;
+    private long _lastRenderTicks = -Stopwatch.Frequency; // render on the first update
 
     public long Done => _done;
 
