@@ -150,13 +150,15 @@ public static class MlxAffine
         RequireLength(nameof(scalesRow), scalesRow.Length, groupBytes);
         RequireLength(nameof(biasesRow), biasesRow.Length, groupBytes);
         RequireLength(nameof(destination), destination.Length, cols);
-        for (int i = 0; i < cols; i++)
+        for (int g = 0; g < cols / groupSize; g++)
         {
-            int g = i / groupSize;
             float scale = LoadScalar(scalesRow, g, scaleType);
             float bias = LoadScalar(biasesRow, g, scaleType);
-            float scaled = GetCode(packedRow, i, bits) * scale;
-            destination[i] = scaled + bias;
+            for (int i = g * groupSize; i < (g + 1) * groupSize; i++)
+            {
+                float scaled = GetCode(packedRow, i, bits) * scale; // rounded to f32 before the bias is added
+                destination[i] = scaled + bias;
+            }
         }
     }
 

@@ -10,8 +10,9 @@ namespace Pipeline.Model.TestModels;
 /// <summary>
 /// Writes a deterministic random Gemma-4 checkpoint folder: safetensors (MLX UD-Q2_K_XL or Hugging
 /// Face bf16 layout), config.json, tokenizer and chat-template files. Tensors are generated and
-/// quantized a block of rows at a time and streamed to disk, so memory stays bounded (about 100 MB
-/// for the 31B shapes: one 16 MB block plus the largest tensor's scales and biases).
+/// quantized a block of rows at a time and streamed to disk, so memory stays bounded: buffers are
+/// sized once (for the 31B shapes about 130 MB: a 16 MB f32 block, its packed and bf16 forms, and the
+/// embedding's scales and biases, which are written after its packed words).
 /// </summary>
 public static class TestModelGenerator
 {
@@ -33,7 +34,7 @@ public static class TestModelGenerator
         Directory.CreateDirectory(directory);
 
         TestModelAssets.WriteTo(directory);
-        var output = new Output(plan.TotalBytes, progress);
+        var output = new Output(plan.TotalBytes, progress, new Buffers(plan.Weights));
         var metadata = new Dictionary<string, string> { ["format"] = quant == TestModelQuant.Bf16 ? "pt" : "mlx" };
         foreach (var shard in plan.Shards)
         {
@@ -65,9 +66,9 @@ public static class TestModelGenerator
     private static void WriteDense(Output output, PlannedWeight w, string name, ulong seed, CancellationToken cancellation)
     {
         int rows = w.Rows, cols = w.Cols;
-        int blockRows = Math.Clamp(BlockElements / cols, 1, rows);
-        var values = new float[blockRows * cols]; // [blockRows, cols]
-        var bf16 = new ushort[blockRows * cols];  // [blockRows, cols]
+        int blockRows = BlockRows(w);
+        var values = output.Buffers.Values; // [blockRows, cols]
+        var bf16 = output.Buffers.Bf16;     // [blockRows, cols]
         for (int first = 0; first < rows; first += blockRows)
         {
             cancellation.ThrowIfCancellationRequested();
@@ -93,12 +94,12 @@ public static class TestModelGenerator
     {
         int rows = w.Rows, cols = w.Cols, bits = w.Bits;
         int words = MlxQuantFormat.WordsPerRow(cols, bits);
-        int groupBytes = cols / TestModelPlan.GroupSize * sizeof(ushort);
-        int blockRows = Math.Clamp(BlockElements / cols, 1, rows);
-        var values = new float[blockRows * cols];        // [blockRows, cols]
-        var packed = new uint[blockRows * words];        // [blockRows, words]
-        var scales = new byte[(long)rows * groupBytes];  // [rows, groups] bf16
-        var biases = new byte[(long)rows * groupBytes];  // [rows, groups] bf16
+        int groupBytes = GroupBytes(w);
+        int blockRows = BlockRows(w);
+        var values = output.Buffers.Values;                      // [blockRows, cols]
+        var packed = output.Buffers.Packed;                      // [blockRows, words]
+        var scales = output.Buffers.Scales.AsSpan(0, rows * groupBytes); // [rows, groups] bf16
+        var biases = output.Buffers.Biases.AsSpan(0, rows * groupBytes); // [rows, groups] bf16
         for (int first = 0; first < rows; first += blockRows)
         {
             cancellation.ThrowIfCancellationRequested();
@@ -110,13 +111,27 @@ public static class TestModelGenerator
                 MlxAffine.QuantizeRows(
                     values.AsSpan(start * cols, n * cols), cols, bits, TestModelPlan.GroupSize, ScalarType.BF16,
                     packed.AsSpan(start * words, n * words),
-                    scales.AsSpan((first + start) * groupBytes, n * groupBytes),
-                    biases.AsSpan((first + start) * groupBytes, n * groupBytes));
+                    output.Buffers.Scales.AsSpan((first + start) * groupBytes, n * groupBytes),
+                    output.Buffers.Biases.AsSpan((first + start) * groupBytes, n * groupBytes));
             });
             output.Write(weightName, MemoryMarshal.AsBytes(packed.AsSpan(0, count * words)));
         }
         output.Write(scalesName, scales);
         output.Write(biasesName, biases);
+    }
+
+    private static int BlockRows(PlannedWeight w) => Math.Clamp(BlockElements / w.Cols, 1, w.Rows);
+
+    private static int GroupBytes(PlannedWeight w) => w.Cols / TestModelPlan.GroupSize * sizeof(ushort);
+
+    /// <summary>Working memory sized once for the largest weight and reused for every tensor.</summary>
+    private sealed class Buffers(IReadOnlyList<PlannedWeight> weights)
+    {
+        public float[] Values { get; } = new float[weights.Max(w => BlockRows(w) * w.Cols)];
+        public ushort[] Bf16 { get; } = new ushort[weights.Where(w => !w.IsQuantized).Select(w => BlockRows(w) * w.Cols).DefaultIfEmpty().Max()];
+        public uint[] Packed { get; } = new uint[weights.Where(w => w.IsQuantized).Select(w => BlockRows(w) * MlxQuantFormat.WordsPerRow(w.Cols, w.Bits)).DefaultIfEmpty().Max()];
+        public byte[] Scales { get; } = new byte[weights.Where(w => w.IsQuantized).Select(w => w.Rows * GroupBytes(w)).DefaultIfEmpty().Max()];
+        public byte[] Biases { get; } = new byte[weights.Where(w => w.IsQuantized).Select(w => w.Rows * GroupBytes(w)).DefaultIfEmpty().Max()];
     }
 
     /// <summary>Runs <paramref name="body"/>(start, count) over a few contiguous chunks of rows in parallel.</summary>
@@ -146,9 +161,11 @@ public static class TestModelGenerator
     }
 
     /// <summary>The current shard's writer plus the running byte count for progress.</summary>
-    private sealed class Output(long total, Action<long, long>? progress)
+    private sealed class Output(long total, Action<long, long>? progress, Buffers buffers)
     {
         private long _written;
+
+        public Buffers Buffers { get; } = buffers;
 
         public SafetensorsWriter? Writer { get; set; }
 

@@ -57,6 +57,23 @@ public sealed class TestModelPlan
     /// <summary>Bytes of all tensor data (what the safetensors files hold besides their headers).</summary>
     public long TotalBytes => Shards.Sum(s => s.ByteLength);
 
+    /// <summary>
+    /// The dry-run listing: per file, one line per tensor (name, dtype, shape, bytes), then the total
+    /// in bytes and in GB (10^9 bytes) and GiB.
+    /// </summary>
+    public IEnumerable<string> Describe()
+    {
+        yield return $"{Preset.Name} {TestModelQuants.Name(Quant)}: {Preset.NumLayers} layers, hidden {Preset.HiddenSize}, vocab {Preset.VocabSize}";
+        foreach (var shard in Shards)
+        {
+            yield return $"{shard.FileName} ({shard.Tensors.Count} tensors, {shard.ByteLength} bytes)";
+            foreach (var t in shard.Tensors)
+                yield return $"  {t.Name} {TensorDTypes.HeaderName(t.DType)} {TensorInfo.FormatShape(t.Shape)} {t.ByteLength}";
+        }
+        yield return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"total: {Tensors.Count()} tensors, {TotalBytes} bytes ({TotalBytes / 1e9:F2} GB, {TotalBytes / (double)(1L << 30):F2} GiB) in {Shards.Count} file(s)");
+    }
+
     public static TestModelPlan Create(TestModelPreset preset, TestModelQuant quant)
     {
         var weights = PlanWeights(preset, quant);
