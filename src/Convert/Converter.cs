@@ -38,6 +38,7 @@ public static class Converter
         "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
         "chat_template.jinja", "chat_template.json", "generation_config.json",
         "processor_config.json", "preprocessor_config.json", "video_preprocessor_config.json",
+        "NOTICE.md", "LICENSE",
     ];
 
     private const long ChunkElements = 4 << 20; // floats per work chunk: 16 MB

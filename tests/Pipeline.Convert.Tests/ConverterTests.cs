@@ -39,6 +39,14 @@ public class ConverterTests
         foreach (string file in new[] { "chat_template.jinja", "generation_config.json", "tokenizer_config.json" })
             Assert.Equal(File.ReadAllBytes(Path.Combine(TestPaths.TinyBf16, file)), File.ReadAllBytes(Path.Combine(output, file)));
         Assert.Contains(warnings, w => w.Contains("tokenizer.json is missing"));
+
+        // The index names every tensor; the folder loads as a Gemma-4 checkpoint.
+        var index = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "model.safetensors.index.json")))!;
+        Assert.Equal(expected.Names.Order(StringComparer.Ordinal), index["weight_map"]!.AsObject().Select(p => p.Key));
+        Assert.All(index["weight_map"]!.AsObject(), p => Assert.Equal("model.safetensors", (string?)p.Value));
+        Assert.Equal(actual.TotalBytes, (long)index["metadata"]!["total_size"]!);
+        using var checkpoint = Gemma4Checkpoint.Open(output);
+        Assert.Equal(4, Assert.IsType<Pipeline.Kernels.QuantizedWeight>(checkpoint.Layer(0).QProj).Bits);
         Assert.Equal([Path.GetFileName(output)], Directory.GetFileSystemEntries(temp.Path).Select(Path.GetFileName));
     }
 }
