@@ -11,5 +11,6 @@ public static class CommandCatalog
         yield return EvalCommand.Create();
         yield return TokenizeCommand.Create();
         yield return DetokenizeCommand.Create();
+        yield return ConvertCommand.Create();
     }
 }
