@@ -10,12 +10,17 @@ namespace Pipeline.Kernels.Metal.Tests.Emulation;
 /// <summary>A kernel broke a rule of the Metal compute model (barrier, simdgroup, geometry).</summary>
 public sealed class EmulatedKernelException(string message) : Exception(message);
 
-/// <summary>One [[buffer(n)]] binding: device memory (pointer) or setBytes data (copied).</summary>
-public readonly record struct KernelArg(int Index, nint Pointer, byte[]? Bytes)
+/// <summary>
+/// One [[buffer(n)]] binding: device memory, or setBytes data (Bytes, or Length bytes at Pointer)
+/// whose length is checked against the MSL struct it binds to.
+/// </summary>
+public readonly record struct KernelArg(int Index, nint Pointer, byte[]? Bytes, int Length = -1)
 {
     public static KernelArg Buffer(int index, nint pointer) => new(index, pointer, null);
 
     public static KernelArg Buffer(int index, GuardedBuffer buffer) => new(index, buffer.Pointer, null);
+
+    public static KernelArg Memory(int index, nint pointer, int length) => new(index, pointer, null, length);
 
     public static unsafe KernelArg Value<T>(int index, T value) where T : unmanaged
     {
@@ -86,17 +91,25 @@ public sealed unsafe class Emulator
                 bound[arg.Index] = true;
                 if (binding.Kind == 1)
                 {
-                    if (arg.Bytes is null || arg.Bytes.Length != binding.Size)
+                    int length = arg.Bytes?.Length ?? arg.Length;
+                    if (length != binding.Size || (arg.Bytes is null && arg.Pointer == 0))
                         throw new ArgumentException(
-                            $"{kernel}: buffer({arg.Index}) is a {binding.Size}-byte struct but {arg.Bytes?.Length ?? 0} bytes were set (C# and MSL layouts differ?).");
-                    var handle = GCHandle.Alloc(arg.Bytes, GCHandleType.Pinned);
-                    pinned.Add(handle);
-                    pointers[arg.Index] = handle.AddrOfPinnedObject();
+                            $"{kernel}: buffer({arg.Index}) is a {binding.Size}-byte struct but {Math.Max(0, length)} bytes were set (C# and MSL layouts differ?).");
+                    if (arg.Bytes is not null)
+                    {
+                        var handle = GCHandle.Alloc(arg.Bytes, GCHandleType.Pinned);
+                        pinned.Add(handle);
+                        pointers[arg.Index] = handle.AddrOfPinnedObject();
+                    }
+                    else
+                    {
+                        pointers[arg.Index] = arg.Pointer;
+                    }
                 }
                 else
                 {
                     if (arg.Bytes is not null || arg.Pointer == 0)
-                        throw new ArgumentException($"{kernel}: buffer({arg.Index}) is a device pointer; bind memory, not bytes.");
+                        throw new ArgumentException($"{kernel}: buffer({arg.Index}) is a pointer; bind memory, not a value.");
                     pointers[arg.Index] = arg.Pointer;
                 }
             }
@@ -258,7 +271,9 @@ public sealed unsafe class Emulator
         });
         if (!errors.IsEmpty)
             throw new AggregateException("Building the Metal emulation library failed.", errors);
-        Clang(["-shared", "-o", Path.Combine(work, LibraryFileName), .. objects.Order(StringComparer.Ordinal), "-lm"]);
+        // Unresolved symbols must fail the link, not the test host when the library loads.
+        string[] strict = OperatingSystem.IsLinux() ? ["-Wl,--no-undefined"] : [];
+        Clang(["-shared", .. strict, "-o", Path.Combine(work, LibraryFileName), .. objects.Order(StringComparer.Ordinal), "-lm"]);
         File.WriteAllLines(Path.Combine(work, "kernels.txt"), kernelNames.Order(StringComparer.Ordinal));
         if (System.IO.Directory.Exists(dir))
             System.IO.Directory.Delete(dir, recursive: true);

@@ -56,6 +56,19 @@ struct Scheduler {
 };
 
 thread_local Scheduler* t_scheduler = nullptr;
+
+// Releases this thread's fiber stacks when the thread exits (each guard page is a separate
+// mapping, and the kernel limits how many a process may have).
+struct SchedulerOwner {
+    ~SchedulerOwner() {
+        if (t_scheduler) {
+            if (t_scheduler->stacks) munmap(t_scheduler->stacks, t_scheduler->stack_size * size_t(t_scheduler->capacity));
+            delete t_scheduler;
+            t_scheduler = nullptr;
+        }
+    }
+};
+thread_local SchedulerOwner t_scheduler_owner;
 thread_local std::string t_last_error;
 
 const size_t kStackSize = 128 * 1024;
@@ -165,13 +178,16 @@ static void switch_to(void** save, void* load) {
 static Scheduler* scheduler_for_this_thread(int threads) {
     Scheduler* s = t_scheduler;
     if (!s) {
+        (void)&t_scheduler_owner;  // registers the thread-exit cleanup
         s = new Scheduler();
         t_scheduler = s;
     }
     if (s->capacity < threads) {
         if (s->stacks) munmap(s->stacks, s->stack_size * size_t(s->capacity));
         s->stack_size = kStackSize;
-        s->capacity = EMU_MAX_THREADS_PER_THREADGROUP;
+        int capacity = 64;
+        while (capacity < threads) capacity *= 2;
+        s->capacity = capacity;
         size_t bytes = s->stack_size * size_t(s->capacity);
         void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (mem == MAP_FAILED) return nullptr;

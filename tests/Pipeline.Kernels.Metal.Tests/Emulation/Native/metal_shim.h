@@ -40,11 +40,51 @@ template <class T> struct is_reference<T&> { static const bool value = true; };
 // ---------------------------------------------------------------------------------------------
 // half: storage and conversion only. Arithmetic on half is deleted so a kernel converts to float
 // explicitly, which computes identically on the GPU and here.
+namespace metal_emu {
+inline float half_bits_to_float(uint16_t h) {
+    uint32_t sign = uint32_t(h & 0x8000u) << 16;
+    uint32_t exponent = (h >> 10) & 0x1Fu;
+    uint32_t mantissa = h & 0x3FFu;
+    uint32_t bits;
+    if (exponent == 0x1Fu) {
+        bits = sign | 0x7F800000u | (mantissa << 13);  // inf / nan
+    } else if (exponent != 0) {
+        bits = sign | ((exponent + 112u) << 23) | (mantissa << 13);
+    } else {
+        float f = float(mantissa) * (1.0f / 16777216.0f);  // subnormal: mantissa * 2^-24
+        __builtin_memcpy(&bits, &f, 4);
+        bits |= sign;
+    }
+    float out;
+    __builtin_memcpy(&out, &bits, 4);
+    return out;
+}
+
+// Round to nearest even, as the GPU converts.
+inline uint16_t float_to_half_bits(float f) {
+    uint32_t x;
+    __builtin_memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t magnitude = x & 0x7FFFFFFFu;
+    if (magnitude >= 0x7F800000u) return uint16_t(sign | 0x7C00u | (magnitude > 0x7F800000u ? 0x200u : 0u));
+    if (magnitude >= 0x477FF000u) return uint16_t(sign | 0x7C00u);  // rounds past 65504: inf
+    if (magnitude < 0x38800000u) {                                  // below the smallest normal
+        float a;
+        __builtin_memcpy(&a, &magnitude, 4);
+        float scaled = a * 16777216.0f;                             // exact; then round to an integer
+        uint32_t m = uint32_t(__builtin_rintf(scaled));
+        return uint16_t(sign | m);
+    }
+    uint32_t rounded = magnitude + 0xFFFu + ((magnitude >> 13) & 1u);
+    return uint16_t(sign | ((rounded - 0x38000000u) >> 13));
+}
+}  // namespace metal_emu
+
 struct half {
-    __fp16 value;
+    uint16_t bits;
     half() = default;
-    half(float f) : value(f) {}
-    operator float() const { return float(value); }
+    half(float f) : bits(metal_emu::float_to_half_bits(f)) {}
+    operator float() const { return metal_emu::half_bits_to_float(bits); }
 };
 template <class T> void operator+(half, T) = delete;
 template <class T> void operator-(half, T) = delete;
