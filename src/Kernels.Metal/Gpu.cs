@@ -129,6 +129,14 @@ internal sealed class CommandBatch
         b.Length = Math.Max(data.Length, 4);
     }
 
+    /// <summary>Removes the last call (one whose arguments could not all be bound).</summary>
+    public void DropLast()
+    {
+        var call = _calls[--Count];
+        for (int j = 0; j < call.BindingCount; j++)
+            call.Bindings[j].Buffer = null;
+    }
+
     public void BindValue<T>(KernelCall call, int index, in T value) where T : unmanaged =>
         BindBytes(call, index, MemoryMarshal.AsBytes(new ReadOnlySpan<T>(in value)));
 

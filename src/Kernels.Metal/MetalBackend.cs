@@ -33,6 +33,7 @@ public sealed class MetalBackend : IBackend
     private readonly GpuBuffer _placeholder;
     private GpuBuffer? _topKScratch;
     private CommandBatch? _pending;
+    private bool _callOpen;
     private bool _disposed;
 
     internal MetalBackend(IGpu gpu)
@@ -68,7 +69,7 @@ public sealed class MetalBackend : IBackend
             return;
         var (buffer, offset) = Resolve(destination);
         var batch = Batch();
-        var call = batch.Add("upload_f32", KernelGeometry.Elementwise(source.Length));
+        var call = Begin(batch, "upload_f32", KernelGeometry.Elementwise(source.Length));
         batch.BindBytes(call, 0, MemoryMarshal.AsBytes(source));
         CommandBatch.Bind(call, 1, buffer, offset);
         batch.BindValue(call, 2, new ElementwiseParams { N = (uint)source.Length });
@@ -108,6 +109,7 @@ public sealed class MetalBackend : IBackend
     /// <summary>Commits the dispatches recorded so far as one command buffer without waiting.</summary>
     public void CommitPending()
     {
+        DropOpenCall();
         if (_pending is not { Count: > 0 })
             return;
         var batch = _pending;
@@ -136,13 +138,13 @@ public sealed class MetalBackend : IBackend
         {
             case QuantizedWeight q:
                 CheckQuantized(q, nameof(weight));
-                call = batch.Add((matmul ? MmQuantizedKernels : QmvKernels)[q.Bits], geometry);
+                call = Begin(batch, (matmul ? MmQuantizedKernels : QmvKernels)[q.Bits], geometry);
                 BindWeight(call, q);
                 p.GroupSize = (uint)q.GroupSize;
                 p.ScaleType = (uint)q.ScaleType;
                 break;
             case DenseWeight d:
-                call = batch.Add(DenseKernel(d.Type, matmul), geometry);
+                call = Begin(batch, DenseKernel(d.Type, matmul), geometry);
                 var view = View(d);
                 CommandBatch.Bind(call, 0, view.Data, view.DataOffset);
                 break;
@@ -162,7 +164,7 @@ public sealed class MetalBackend : IBackend
             return;
         var p = new EmbedParams { Cols = (uint)table.Cols, Tokens = (uint)ids.Length, Scale = scale, GroupSize = 1 };
         var batch = Batch();
-        var call = batch.Add("embed", KernelGeometry.Embed(table.Cols, ids.Length));
+        var call = Begin(batch, "embed", KernelGeometry.Embed(table.Cols, ids.Length));
         switch (table)
         {
             case QuantizedWeight q:
@@ -193,7 +195,7 @@ public sealed class MetalBackend : IBackend
     {
         OpChecks.RmsNorm(input, output, weight, rows, dim);
         var batch = Batch();
-        var call = batch.Add("rms_norm", KernelGeometry.RmsNorm(rows, dim));
+        var call = Begin(batch, "rms_norm", KernelGeometry.RmsNorm(rows, dim));
         BindSlice(call, 0, input);
         BindSlice(call, 1, output);
         if (weight is null)
@@ -222,7 +224,7 @@ public sealed class MetalBackend : IBackend
         if (positions.Length == 0)
             return;
         var batch = Batch();
-        var call = batch.Add("rope", KernelGeometry.Rope(positions.Length, heads, headDim));
+        var call = Begin(batch, "rope", KernelGeometry.Rope(positions.Length, heads, headDim));
         BindSlice(call, 0, x);
         batch.BindBytes(call, 1, MemoryMarshal.AsBytes(positions));
         BindSlice(call, 2, inverseFrequencies);
@@ -238,7 +240,7 @@ public sealed class MetalBackend : IBackend
         if (shape.HeadDim > KernelGeometry.AttentionMaxHeadDim)
             throw new ArgumentException($"head dim {shape.HeadDim} exceeds the Metal attention kernel's limit of {KernelGeometry.AttentionMaxHeadDim}", nameof(shape));
         var batch = Batch();
-        var call = batch.Add("attention", KernelGeometry.Attention(shape.Heads, tokens));
+        var call = Begin(batch, "attention", KernelGeometry.Attention(shape.Heads, tokens));
         BindSlice(call, 0, queries);
         BindSlice(call, 1, blockKeys);
         BindSlice(call, 2, blockValues);
@@ -267,7 +269,7 @@ public sealed class MetalBackend : IBackend
         OpChecks.StoreKv(blockKeys, blockValues, cache, startPosition, tokens, kvWidth);
         int first = Math.Max(0, tokens - cache.Capacity);
         var batch = Batch();
-        var call = batch.Add("store_kv", KernelGeometry.Elementwise((long)(tokens - first) * kvWidth));
+        var call = Begin(batch, "store_kv", KernelGeometry.Elementwise((long)(tokens - first) * kvWidth));
         BindSlice(call, 0, blockKeys);
         BindSlice(call, 1, blockValues);
         BindSlice(call, 2, cache.Keys);
@@ -337,24 +339,26 @@ public sealed class MetalBackend : IBackend
 
         var (logitBuffer, logitOffset) = Resolve(logits);
         var batch = Batch();
-        var call = batch.Add("topk", KernelGeometry.TopK(logits.Length));
+        var call = Begin(batch, "topk", KernelGeometry.TopK(logits.Length));
         CommandBatch.Bind(call, 0, logitBuffer, logitOffset);
         CommandBatch.Bind(call, 1, _placeholder, 0);
         CommandBatch.Bind(call, 2, scratch, Region(0, 0));
         CommandBatch.Bind(call, 3, scratch, Region(0, 1));
         batch.BindValue(call, 4, new TopKParams { N = (uint)logits.Length, K = (uint)k, HasIndices = 0 });
+        Enqueued();
         int current = 0;
         long candidates = chunks * k;
         while (chunks > 1)
         {
             chunks = KernelGeometry.TopKChunks(candidates);
             batch = Batch();
-            call = batch.Add("topk", KernelGeometry.TopK(candidates));
+            call = Begin(batch, "topk", KernelGeometry.TopK(candidates));
             CommandBatch.Bind(call, 0, scratch, Region(current, 0));
             CommandBatch.Bind(call, 1, scratch, Region(current, 1));
             CommandBatch.Bind(call, 2, scratch, Region(1 - current, 0));
             CommandBatch.Bind(call, 3, scratch, Region(1 - current, 1));
             batch.BindValue(call, 4, new TopKParams { N = (uint)candidates, K = (uint)k, HasIndices = 1 });
+            Enqueued();
             current = 1 - current;
             candidates = chunks * k;
         }
@@ -415,19 +419,38 @@ public sealed class MetalBackend : IBackend
     private CommandBatch Batch()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        DropOpenCall();
         return _pending ??= _freeBatches.Count > 0 ? _freeBatches.Pop() : new CommandBatch();
+    }
+
+    /// <summary>Starts a call; it stays open (and is dropped if an argument fails to bind) until <see cref="Enqueued"/>.</summary>
+    private KernelCall Begin(CommandBatch batch, string kernel, DispatchGeometry geometry)
+    {
+        var call = batch.Add(kernel, geometry);
+        _callOpen = true;
+        return call;
     }
 
     private void Enqueued()
     {
+        _callOpen = false;
         if (_pending!.Count >= CallsPerCommandBuffer)
             CommitPending();
+    }
+
+    private void DropOpenCall()
+    {
+        if (_callOpen)
+        {
+            _pending!.DropLast();
+            _callOpen = false;
+        }
     }
 
     private void Elementwise(string kernel, long n, float value, BufferSlice first, BufferSlice? second = null, BufferSlice? third = null)
     {
         var batch = Batch();
-        var call = batch.Add(kernel, KernelGeometry.Elementwise(n));
+        var call = Begin(batch, kernel, KernelGeometry.Elementwise(n));
         int index = 0;
         BindSlice(call, index++, first);
         if (second is { } s)

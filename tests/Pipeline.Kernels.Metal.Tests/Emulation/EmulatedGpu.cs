@@ -34,6 +34,9 @@ internal sealed class EmulatedGpu : IGpu
     /// <summary>Dispatches executed so far.</summary>
     public long Dispatches { get; private set; }
 
+    /// <summary>Batches (command buffers) submitted so far.</summary>
+    public int Submitted { get; private set; }
+
     /// <summary>Weights wrapped without a copy, and weights copied.</summary>
     public int ZeroCopyWraps { get; private set; }
 
@@ -68,6 +71,7 @@ internal sealed class EmulatedGpu : IGpu
     {
         lock (_lock)
             _outstanding++;
+        Submitted++;
         _queue.Add(batch);
     }
 
