@@ -67,7 +67,9 @@ public abstract class BackendConformanceTests : IDisposable
     public void Linear_QuantizedWithF32AndF16Scales()
     {
         CompareLinear(_weights.Quantized(40, 128, 4, 64, ScalarType.F32), 1);
+        CompareLinear(_weights.Quantized(40, 128, 8, 64, ScalarType.F32), 6);
         CompareLinear(_weights.Quantized(40, 128, 3, 32, ScalarType.F16), 2);
+        CompareLinear(_weights.Quantized(40, 128, 2, 32, ScalarType.F16), 5);
     }
 
     private void CompareLinear(LinearWeight weight, int tokens)

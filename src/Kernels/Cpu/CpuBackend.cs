@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Pipeline.Kernels.Quantization;
 
@@ -14,9 +15,6 @@ public sealed unsafe class CpuBackend : IBackend
 {
     /// <summary>Below this many multiply-adds (or elements) an op runs on the calling thread.</summary>
     private const long ParallelThreshold = 1 << 15;
-
-    /// <summary>Tokens whose rows of x are kept hot while a dequantized weight row is reused (prefill).</summary>
-    private const int TokenTile = 32;
 
     private readonly WorkerPool _pool;
     private readonly NativeScratch[] _workerScratch;
@@ -85,19 +83,18 @@ public sealed unsafe class CpuBackend : IBackend
         job.X = Pointer(input);
         job.Y = Pointer(output);
         job.Tokens = rows;
+        // Keep a tile of token rows (about 256 KiB of x) hot while weight rows stream past it.
+        job.TokenTile = Math.Clamp((1 << 16) / weight.Cols / 4 * 4, 4, 32);
         if (weight is QuantizedWeight q)
         {
             if (!MlxQuantFormat.IsSupportedBits(q.Bits) || q.GroupSize % 8 != 0 || !MlxQuantFormat.RowFits(q.Cols, q.Bits, q.GroupSize))
                 throw new ArgumentException($"unsupported quantized geometry: {q.Bits}-bit, group {q.GroupSize}, {q.Cols} columns", nameof(weight));
-            if (rows == 1)
-            {
-                // Decode: pre-scale x once so the packed codes need no shifts (see CpuKernels).
-                float* scratch = _inputScratch.Get(q.Cols + q.GroupsPerRow);
-                job.XScaled = scratch;
-                job.XSums = scratch + q.Cols;
-                job.Masks = CpuKernels.LaneMasks(q.Bits);
-                CpuKernels.PrepareQuantizedInput(job.X, q.Cols, q.Bits, q.GroupSize, job.XScaled, job.XSums);
-            }
+            // Pre-scale x once per token so the packed codes need no shifts (see CpuKernels).
+            float* scratch = _inputScratch.Get((long)rows * (q.Cols + q.GroupsPerRow));
+            job.XScaled = scratch;
+            job.XSums = scratch + (long)rows * q.Cols;
+            for (int t = 0; t < rows; t++)
+                CpuKernels.PrepareQuantizedInput(job.X + (long)t * q.Cols, q.Cols, q.Bits, q.GroupSize, job.XScaled + (long)t * q.Cols, job.XSums + (long)t * q.GroupsPerRow);
         }
         else if (weight is not DenseWeight)
         {
@@ -112,64 +109,68 @@ public sealed unsafe class CpuBackend : IBackend
 
     private sealed class LinearJob(CpuBackend backend) : IParallelJob
     {
+        private const int RowBlock = 16;
+
         public LinearWeight Weight = null!;
         public float* X, Y, XScaled, XSums;
-        public Vector256<uint> Masks;
-        public int Tokens, RowsPerChunk;
+        public int Tokens, RowsPerChunk, TokenTile;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int chunk, int worker)
         {
             int first = chunk * RowsPerChunk;
             int end = Math.Min(Weight.Rows, first + RowsPerChunk);
             int cols = Weight.Cols, outRows = Weight.Rows;
 
-            if (Tokens == 1)
+            if (Weight is QuantizedWeight q)
             {
-                switch (Weight)
+                int groups = q.GroupsPerRow;
+                for (int tile = 0; tile < Tokens; tile += TokenTile)
                 {
-                    case QuantizedWeight q:
-                        for (int r = first; r < end; r++)
-                            Y[r] = CpuKernels.DotQuantized(q, r, X, XScaled, XSums, Masks);
-                        return;
-                    case DenseWeight { Type: ScalarType.BF16 } d:
-                        for (int r = first; r < end; r++)
-                            Y[r] = CpuKernels.DotBf16((ushort*)d.Data + (long)r * cols, X, cols);
-                        return;
-                    case DenseWeight { Type: ScalarType.F32 } d:
-                        for (int r = first; r < end; r++)
-                            Y[r] = CpuKernels.Dot((float*)d.Data + (long)r * cols, X, cols);
-                        return;
+                    int tileEnd = Math.Min(Tokens, tile + TokenTile);
+                    for (int block = first; block < end; block += RowBlock)
+                    {
+                        int blockEnd = Math.Min(end, block + RowBlock);
+                        int t = tile;
+                        if (CpuKernels.UseVectors)
+                        {
+                            for (; t + 4 <= tileEnd; t += 4)
+                                CpuKernels.MatVecQuantized4(q, block, blockEnd, XScaled + (long)t * cols, XSums + (long)t * groups, Y + (long)t * outRows, outRows);
+                        }
+                        for (; t < tileEnd; t++)
+                            CpuKernels.MatVecQuantized(q, block, blockEnd, X + (long)t * cols, XScaled + (long)t * cols, XSums + (long)t * groups, Y + (long)t * outRows);
+                    }
                 }
+                return;
             }
 
-            // Several tokens (or f16): materialize each weight row in f32 once per tile of tokens.
+            var dense = (DenseWeight)Weight;
+            if (Tokens == 1 && dense.Type != ScalarType.F16)
+            {
+                for (int r = first; r < end; r++)
+                {
+                    Y[r] = dense.Type == ScalarType.BF16
+                        ? CpuKernels.DotBf16((ushort*)dense.Data + (long)r * cols, X, cols)
+                        : CpuKernels.Dot((float*)dense.Data + (long)r * cols, X, cols);
+                }
+                return;
+            }
+
+            // Several tokens (or f16): each weight row in f32 once per tile of tokens.
             float* row = backend._workerScratch[worker].Get(cols);
             for (int tile = 0; tile < Tokens; tile += TokenTile)
             {
                 int tileEnd = Math.Min(Tokens, tile + TokenTile);
                 for (int r = first; r < end; r++)
                 {
-                    float* w = RowAsFloat(r, row);
+                    float* w = row;
+                    if (dense.Type == ScalarType.F32)
+                        w = (float*)dense.Data + (long)r * cols;
+                    else
+                        CpuKernels.ToFloat(dense.Data, (long)r * cols, dense.Type, row, cols);
                     for (int t = tile; t < tileEnd; t++)
                         Y[(long)t * outRows + r] = CpuKernels.Dot(w, X + (long)t * cols, cols);
                 }
-            }
-        }
-
-        private float* RowAsFloat(int r, float* scratch)
-        {
-            switch (Weight)
-            {
-                case QuantizedWeight q:
-                    CpuKernels.DequantizeRow(q, r, scratch);
-                    return scratch;
-                case DenseWeight { Type: ScalarType.F32 } d:
-                    return (float*)d.Data + (long)r * d.Cols;
-                case DenseWeight d:
-                    CpuKernels.ToFloat(d.Data, (long)r * d.Cols, d.Type, scratch, d.Cols);
-                    return scratch;
-                default:
-                    throw new InvalidOperationException($"unknown weight kind {Weight.GetType().Name}");
             }
         }
     }
@@ -258,6 +259,7 @@ public sealed unsafe class CpuBackend : IBackend
         public int Rows, RowsPerChunk, Dim, Heads;
         public float Eps;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int chunk, int worker)
         {
             int first = chunk * RowsPerChunk;
@@ -329,6 +331,7 @@ public sealed unsafe class CpuBackend : IBackend
         public int Capacity, Start, Items, ItemsPerChunk, RangeCount;
         public AttentionShape Shape;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int chunk, int worker)
         {
             int first = chunk * ItemsPerChunk;
@@ -455,6 +458,7 @@ public sealed unsafe class CpuBackend : IBackend
         public long Count, PerChunk;
         public float Value;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int chunk, int worker)
         {
             long first = chunk * PerChunk;

@@ -21,6 +21,7 @@ internal static unsafe class CpuKernels
 
     // ---------------- dense dot products ----------------
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Dot(float* a, float* b, int n)
     {
         int i = 0;
@@ -44,6 +45,7 @@ internal static unsafe class CpuKernels
     }
 
     /// <summary>dot(bf16 row, x) without materializing the row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotBf16(ushort* w, float* x, int n)
     {
         int i = 0;
@@ -66,6 +68,7 @@ internal static unsafe class CpuKernels
     }
 
     /// <summary>Converts n dense values of any checkpoint type to f32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ToFloat(nint data, long offset, ScalarType type, float* destination, int n)
     {
         switch (type)
@@ -134,6 +137,7 @@ internal static unsafe class CpuKernels
         return bits == 8 ? Vector256.ConvertToSingle(words) : Vector256.ConvertToSingle(words.AsInt32());
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static uint ScalarCode(byte* row, int element, int bits)
     {
         int bit = element * bits;
@@ -143,51 +147,245 @@ internal static unsafe class CpuKernels
         return code;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float LoadScale(nint data, long index, ScalarType type) => type switch
+    {
+        ScalarType.BF16 => BitConverter.Int32BitsToSingle(((ushort*)data)[index] << 16),
+        ScalarType.F32 => ((float*)data)[index],
+        _ => Scalars.F16ToFloat(((ushort*)data)[index]),
+    };
+
     /// <summary>
-    /// Row r of a quantized matrix dotted with one token: x is pre-scaled by <see cref="LaneFactor"/>
-    /// (xs, vector path) and xSums holds sum(x) per group.
+    /// y[r] = row r . x for rows [first, end), one token: xs is x pre-scaled by <see cref="LaneFactor"/>
+    /// (vector path; the scalar path reads x) and xSums holds sum(x) per group.
     /// </summary>
-    public static float DotQuantized(QuantizedWeight w, int row, float* x, float* xs, float* xSums, Vector256<uint> masks)
+    public static void MatVecQuantized(QuantizedWeight w, int first, int end, float* x, float* xs, float* xSums, float* y)
+    {
+        if (!UseVectors)
+        {
+            MatVecQuantizedScalar(w, first, end, x, xSums, y);
+            return;
+        }
+        var rows = new QuantizedRows(w, (byte*)w.Packed, first, end, xs, xSums, y, 0);
+        ForEachRowRange(ref rows, single: true);
+    }
+
+    /// <summary>
+    /// Four tokens at once over rows [first, end): each chunk of codes is unpacked once and used
+    /// four times. xs: 4 pre-scaled token rows of Cols; xSums: 4 rows of GroupsPerRow;
+    /// y[t * yStride + r]. Vector path only.
+    /// </summary>
+    public static void MatVecQuantized4(QuantizedWeight w, int first, int end, float* xs, float* xSums, float* y, long yStride)
+    {
+        var rows = new QuantizedRows(w, (byte*)w.Packed, first, end, xs, xSums, y, yStride);
+        ForEachRowRange(ref rows, single: false);
+    }
+
+    /// <summary>
+    /// Runs the kernel over the rows; the vector kernels read 8 bytes per chunk, which may run up to
+    /// 7 bytes past a row: harmless inside the matrix, so only the matrix's last row is copied to a
+    /// padded buffer first.
+    /// </summary>
+    private static void ForEachRowRange(ref QuantizedRows rows, bool single)
+    {
+        int end = rows.End;
+        bool lastRow = end == rows.Weight.Rows;
+        if (lastRow)
+            rows.End = end - 1;
+        Dispatch(ref rows, single);
+        if (lastRow)
+        {
+            int rowBytes = rows.Weight.Cols * rows.Weight.Bits / 8;
+            byte* padded = stackalloc byte[rowBytes + 8];
+            Buffer.MemoryCopy(rows.Packed + (long)(end - 1) * rowBytes, padded, rowBytes, rowBytes);
+            rows.Packed = padded - (long)(end - 1) * rowBytes;
+            rows.First = end - 1;
+            rows.End = end;
+            Dispatch(ref rows, single);
+        }
+    }
+
+    private static void Dispatch(ref QuantizedRows rows, bool single)
+    {
+        if (rows.First >= rows.End)
+            return;
+        bool wide = rows.Weight.Bits == 8;
+        switch (rows.Weight.ScaleType, wide, single)
+        {
+            case (ScalarType.BF16, false, true): MatVec1<SignedCodes, Bf16Scales>(ref rows); break;
+            case (ScalarType.BF16, false, false): MatVec4<SignedCodes, Bf16Scales>(ref rows); break;
+            case (ScalarType.BF16, true, true): MatVec1<UnsignedCodes, Bf16Scales>(ref rows); break;
+            case (ScalarType.BF16, true, false): MatVec4<UnsignedCodes, Bf16Scales>(ref rows); break;
+            case (ScalarType.F16, false, true): MatVec1<SignedCodes, F16Scales>(ref rows); break;
+            case (ScalarType.F16, false, false): MatVec4<SignedCodes, F16Scales>(ref rows); break;
+            case (ScalarType.F16, true, true): MatVec1<UnsignedCodes, F16Scales>(ref rows); break;
+            case (ScalarType.F16, true, false): MatVec4<UnsignedCodes, F16Scales>(ref rows); break;
+            case (_, false, true): MatVec1<SignedCodes, F32Scales>(ref rows); break;
+            case (_, false, false): MatVec4<SignedCodes, F32Scales>(ref rows); break;
+            case (_, true, true): MatVec1<UnsignedCodes, F32Scales>(ref rows); break;
+            default: MatVec4<UnsignedCodes, F32Scales>(ref rows); break;
+        }
+    }
+
+    /// <summary>Arguments of a quantized row-range kernel (a struct so the padded-last-row pass can redirect Packed).</summary>
+    private struct QuantizedRows(QuantizedWeight weight, byte* packed, int first, int end, float* xs, float* xSums, float* y, long yStride)
+    {
+        public readonly QuantizedWeight Weight = weight;
+        public byte* Packed = packed;
+        public int First = first, End = end;
+        public readonly float* Xs = xs, XSums = xSums, Y = y;
+        public readonly long YStride = yStride;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MatVec1<TCodes, TScales>(ref QuantizedRows a)
+        where TCodes : struct, ICodes
+        where TScales : struct, IScales
+    {
+        var w = a.Weight;
+        int bits = w.Bits, groups = w.GroupsPerRow, chunksPerGroup = w.GroupSize / 8, hiShift = 4 * bits;
+        int rowBytes = w.Cols * bits / 8;
+        nint scales = w.Scales, biases = w.Biases;
+        var masks = LaneMasks(bits);
+        float* xSums = a.XSums, y = a.Y;
+
+        for (int row = a.First; row < a.End; row++)
+        {
+            byte* p = a.Packed + (long)row * rowBytes;
+            long firstGroup = (long)row * groups;
+            float biasTerm = 0;
+            var acc = Vector256<float>.Zero;
+            float* xg = a.Xs;
+            for (int g = 0; g < groups; g++)
+            {
+                var groupAcc = Vector256<float>.Zero;
+                for (int c = 0; c < chunksPerGroup; c++, p += bits, xg += 8)
+                {
+                    ulong chunk = Unsafe.ReadUnaligned<ulong>(p);
+                    var words = Vector256.Create(Vector128.Create((uint)chunk), Vector128.Create((uint)(chunk >> hiShift))) & masks;
+                    groupAcc = Vector256.MultiplyAddEstimate(TCodes.ToFloat(words), Vector256.Load(xg), groupAcc);
+                }
+                acc = Vector256.MultiplyAddEstimate(groupAcc, Vector256.Create(TScales.Load(scales, firstGroup + g)), acc);
+                biasTerm += TScales.Load(biases, firstGroup + g) * xSums[g];
+            }
+            y[row] = Vector256.Sum(acc) + biasTerm;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MatVec4<TCodes, TScales>(ref QuantizedRows a)
+        where TCodes : struct, ICodes
+        where TScales : struct, IScales
+    {
+        var w = a.Weight;
+        int bits = w.Bits, groups = w.GroupsPerRow, cols = w.Cols, chunksPerGroup = w.GroupSize / 8, hiShift = 4 * bits;
+        int rowBytes = cols * bits / 8;
+        nint scales = w.Scales, biases = w.Biases;
+        var masks = LaneMasks(bits);
+        float* x0 = a.Xs, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
+        float* s0 = a.XSums, s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
+        float* y = a.Y;
+        long stride = a.YStride;
+
+        for (int row = a.First; row < a.End; row++)
+        {
+            byte* p = a.Packed + (long)row * rowBytes;
+            long firstGroup = (long)row * groups;
+            Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+            float bias0 = 0, bias1 = 0, bias2 = 0, bias3 = 0;
+            int e = 0;
+            for (int g = 0; g < groups; g++)
+            {
+                Vector256<float> g0 = default, g1 = default, g2 = default, g3 = default;
+                for (int c = 0; c < chunksPerGroup; c++, p += bits, e += 8)
+                {
+                    ulong chunk = Unsafe.ReadUnaligned<ulong>(p);
+                    var codes = TCodes.ToFloat(Vector256.Create(Vector128.Create((uint)chunk), Vector128.Create((uint)(chunk >> hiShift))) & masks);
+                    g0 = Vector256.MultiplyAddEstimate(codes, Vector256.Load(x0 + e), g0);
+                    g1 = Vector256.MultiplyAddEstimate(codes, Vector256.Load(x1 + e), g1);
+                    g2 = Vector256.MultiplyAddEstimate(codes, Vector256.Load(x2 + e), g2);
+                    g3 = Vector256.MultiplyAddEstimate(codes, Vector256.Load(x3 + e), g3);
+                }
+                var scale = Vector256.Create(TScales.Load(scales, firstGroup + g));
+                float bias = TScales.Load(biases, firstGroup + g);
+                acc0 = Vector256.MultiplyAddEstimate(g0, scale, acc0);
+                acc1 = Vector256.MultiplyAddEstimate(g1, scale, acc1);
+                acc2 = Vector256.MultiplyAddEstimate(g2, scale, acc2);
+                acc3 = Vector256.MultiplyAddEstimate(g3, scale, acc3);
+                bias0 += bias * s0[g];
+                bias1 += bias * s1[g];
+                bias2 += bias * s2[g];
+                bias3 += bias * s3[g];
+            }
+            y[row] = Vector256.Sum(acc0) + bias0;
+            y[stride + row] = Vector256.Sum(acc1) + bias1;
+            y[2 * stride + row] = Vector256.Sum(acc2) + bias2;
+            y[3 * stride + row] = Vector256.Sum(acc3) + bias3;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MatVecQuantizedScalar(QuantizedWeight w, int first, int end, float* x, float* xSums, float* y)
     {
         int bits = w.Bits, groupSize = w.GroupSize, groups = w.GroupsPerRow;
         int rowBytes = w.Cols * bits / 8;
-        byte* packed = (byte*)w.Packed + (long)row * rowBytes;
-        long firstGroup = (long)row * groups;
-        float biasTerm = 0;
-
-        if (!UseVectors)
+        for (int row = first; row < end; row++)
         {
+            byte* packed = (byte*)w.Packed + (long)row * rowBytes;
+            long firstGroup = (long)row * groups;
             float total = 0;
             for (int g = 0; g < groups; g++)
             {
                 float codeDot = 0;
                 for (int i = g * groupSize; i < (g + 1) * groupSize; i++)
                     codeDot += ScalarCode(packed, i, bits) * x[i];
-                total += codeDot * Scalars.Load(w.Scales, firstGroup + g, w.ScaleType);
-                biasTerm += Scalars.Load(w.Biases, firstGroup + g, w.ScaleType) * xSums[g];
+                total += codeDot * LoadScale(w.Scales, firstGroup + g, w.ScaleType)
+                       + LoadScale(w.Biases, firstGroup + g, w.ScaleType) * xSums[g];
             }
-            return total + biasTerm;
+            y[row] = total;
         }
+    }
 
-        var acc = Vector256<float>.Zero;
-        int chunksPerGroup = groupSize / 8;
-        int offset = 0;
-        float* xg = xs;
-        for (int g = 0; g < groups; g++)
-        {
-            var groupAcc = Vector256<float>.Zero;
-            for (int c = 0; c < chunksPerGroup; c++, offset += bits, xg += 8)
-            {
-                ulong chunk = ReadChunk(packed, offset, rowBytes, bits);
-                groupAcc = Vector256.MultiplyAddEstimate(ShiftedCodes(chunk, bits, masks), Vector256.Load(xg), groupAcc);
-            }
-            acc = Vector256.MultiplyAddEstimate(groupAcc, Vector256.Create(Scalars.Load(w.Scales, firstGroup + g, w.ScaleType)), acc);
-            biasTerm += Scalars.Load(w.Biases, firstGroup + g, w.ScaleType) * xSums[g];
-        }
-        return Vector256.Sum(acc) + biasTerm;
+    /// <summary>Masked code words (lane k holds code * 2^((k%4)*b)) to floats.</summary>
+    private interface ICodes
+    {
+        static abstract Vector256<float> ToFloat(Vector256<uint> words);
+    }
+
+    /// <summary>Codes of up to 7 bits: the top lane stays below bit 31, so the signed conversion is exact.</summary>
+    private readonly struct SignedCodes : ICodes
+    {
+        public static Vector256<float> ToFloat(Vector256<uint> words) => Vector256.ConvertToSingle(words.AsInt32());
+    }
+
+    /// <summary>8-bit codes reach bit 31 in lane 3.</summary>
+    private readonly struct UnsignedCodes : ICodes
+    {
+        public static Vector256<float> ToFloat(Vector256<uint> words) => Vector256.ConvertToSingle(words);
+    }
+
+    private interface IScales
+    {
+        static abstract float Load(nint data, long index);
+    }
+
+    private readonly struct Bf16Scales : IScales
+    {
+        public static float Load(nint data, long index) => BitConverter.Int32BitsToSingle(((ushort*)data)[index] << 16);
+    }
+
+    private readonly struct F16Scales : IScales
+    {
+        public static float Load(nint data, long index) => Scalars.F16ToFloat(((ushort*)data)[index]);
+    }
+
+    private readonly struct F32Scales : IScales
+    {
+        public static float Load(nint data, long index) => ((float*)data)[index];
     }
 
     /// <summary>Row r of a quantized matrix as f32: w = q * scale + bias.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void DequantizeRow(QuantizedWeight w, int row, float* destination, float multiplier = 1f)
     {
         int bits = w.Bits, groupSize = w.GroupSize, groups = w.GroupsPerRow;
@@ -216,8 +414,8 @@ internal static unsafe class CpuKernels
         float* y = destination;
         for (int g = 0; g < groups; g++)
         {
-            var scale = laneFactors * Scalars.Load(w.Scales, firstGroup + g, w.ScaleType);
-            var bias = Vector256.Create(Scalars.Load(w.Biases, firstGroup + g, w.ScaleType));
+            var scale = laneFactors * LoadScale(w.Scales, firstGroup + g, w.ScaleType);
+            var bias = Vector256.Create(LoadScale(w.Biases, firstGroup + g, w.ScaleType));
             for (int c = 0; c < chunksPerGroup; c++, offset += bits, y += 8)
             {
                 ulong chunk = ReadChunk(packed, offset, rowBytes, bits);
@@ -229,6 +427,7 @@ internal static unsafe class CpuKernels
     }
 
     /// <summary>Per-token preparation of x for <see cref="DotQuantized"/>: lane pre-scaled copy and group sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PrepareQuantizedInput(float* x, int cols, int bits, int groupSize, float* xs, float* xSums)
     {
         for (int g = 0; g < cols / groupSize; g++)
@@ -245,6 +444,7 @@ internal static unsafe class CpuKernels
 
     // ---------------- elementwise ----------------
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RmsNormRow(float* x, float* y, float* weight, int dim, float eps)
     {
         int i = 0;
@@ -278,6 +478,7 @@ internal static unsafe class CpuKernels
     }
 
     /// <summary>Rotates one head: pairs (j, j + half) by (cos[j], sin[j]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RopeHead(float* x, float* cos, float* sin, int half)
     {
         int j = 0;
@@ -304,6 +505,7 @@ internal static unsafe class CpuKernels
     private const float GeluK = 0.7978845608028654f; // sqrt(2/pi)
 
     /// <summary>y = gelu_tanh(g) * u, using 0.5(1 + tanh(z)) = 1 / (1 + exp(-2z)).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GeGlu(float* gate, float* up, float* y, long n)
     {
         long i = 0;
@@ -327,6 +529,7 @@ internal static unsafe class CpuKernels
     }
 
     /// <summary>x = cap * tanh(x / cap), using tanh(z) = 1 - 2 / (exp(2z) + 1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Softcap(float* x, long n, float cap)
     {
         long i = 0;
@@ -346,6 +549,7 @@ internal static unsafe class CpuKernels
             x[i] = cap * MathF.Tanh(x[i] / cap);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Add(float* a, float* b, float* y, long n)
     {
         long i = 0;
@@ -358,6 +562,7 @@ internal static unsafe class CpuKernels
             y[i] = a[i] + b[i];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Scale(float* x, long n, float factor)
     {
         long i = 0;
@@ -372,6 +577,7 @@ internal static unsafe class CpuKernels
     }
 
     /// <summary>y += a * x over n values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AddScaled(float* y, float* x, float a, int n)
     {
         int i = 0;
@@ -386,6 +592,7 @@ internal static unsafe class CpuKernels
     }
 
     /// <summary>x[i] = exp(x[i] - max) over n values; returns their sum.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float ExpShifted(float* x, int n, float max)
     {
         int i = 0;
