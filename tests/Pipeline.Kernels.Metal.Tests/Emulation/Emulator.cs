@@ -180,7 +180,10 @@ public sealed unsafe class Emulator
                 Compile(sources, dir, runtimeDefines);
         }
         var names = File.ReadAllLines(Path.Combine(dir, "kernels.txt"));
-        return new Emulator(NativeLibrary.Load(libraryPath), names, dir);
+        nint library = NativeLibrary.Load(libraryPath);
+        // Large dispatches spread their threadgroups over the cores.
+        ((delegate* unmanaged<int, void>)NativeLibrary.GetExport(library, "emu_set_workers"))(Environment.ProcessorCount);
+        return new Emulator(library, names, dir);
     }
 
     private static string LibraryFileName => OperatingSystem.IsMacOS() ? "libmetal_emulator.dylib" : "libmetal_emulator.so";
@@ -273,7 +276,7 @@ public sealed unsafe class Emulator
             throw new AggregateException("Building the Metal emulation library failed.", errors);
         // Unresolved symbols must fail the link, not the test host when the library loads.
         string[] strict = OperatingSystem.IsLinux() ? ["-Wl,--no-undefined"] : [];
-        Clang(["-shared", .. strict, "-o", Path.Combine(work, LibraryFileName), .. objects.Order(StringComparer.Ordinal), "-lm"]);
+        Clang(["-shared", .. strict, "-o", Path.Combine(work, LibraryFileName), .. objects.Order(StringComparer.Ordinal), "-lm", "-pthread"]);
         File.WriteAllLines(Path.Combine(work, "kernels.txt"), kernelNames.Order(StringComparer.Ordinal));
         if (System.IO.Directory.Exists(dir))
             System.IO.Directory.Delete(dir, recursive: true);

@@ -15,7 +15,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "emu_abi.h"
@@ -24,9 +27,17 @@
 
 namespace {
 
+// Fiber stacks are kStackSize-aligned: [guard page][header: Fiber*]...[stack, growing down]. Kernel
+// code finds its fiber from the address of any local (no thread-local lookup on the hot path).
+const size_t kStackSize = 128 * 1024;
+const size_t kHeaderOffset = 16 * 1024;   // past the guard page for 4 KB and 16 KB pages
+
 enum class State { Runnable, AtBarrier, AtSimd, Done, Failed };
 
+struct Scheduler;
+
 struct Fiber {
+    Scheduler* owner = nullptr;
     void* sp = nullptr;
     State state = State::Runnable;
     emu_lane_slot* slot = nullptr;
@@ -46,6 +57,7 @@ struct Scheduler {
     Fiber* current = nullptr;
     std::vector<Fiber> fibers;
     std::vector<Simdgroup> simdgroups;
+    char* mapping = nullptr;
     char* stacks = nullptr;
     size_t stack_size = 0;
     int capacity = 0;
@@ -62,7 +74,8 @@ thread_local Scheduler* t_scheduler = nullptr;
 struct SchedulerOwner {
     ~SchedulerOwner() {
         if (t_scheduler) {
-            if (t_scheduler->stacks) munmap(t_scheduler->stacks, t_scheduler->stack_size * size_t(t_scheduler->capacity));
+            if (t_scheduler->mapping)
+                munmap(t_scheduler->mapping, t_scheduler->stack_size * size_t(t_scheduler->capacity) + kStackSize);
             delete t_scheduler;
             t_scheduler = nullptr;
         }
@@ -71,15 +84,20 @@ struct SchedulerOwner {
 thread_local SchedulerOwner t_scheduler_owner;
 thread_local std::string t_last_error;
 
-const size_t kStackSize = 128 * 1024;
+inline Fiber* current_fiber() {
+    char probe;
+    uintptr_t base = reinterpret_cast<uintptr_t>(&probe) & ~uintptr_t(kStackSize - 1);
+    return *reinterpret_cast<Fiber**>(base + kHeaderOffset);
+}
 
 }  // namespace
 
 extern "C" void emu_fiber_entry(Fiber* f);
 
 #if !defined(EMU_UCONTEXT)
-// Saves callee-saved registers and the FP control words on the current stack, stores the stack
-// pointer in *save_sp, switches to load_sp and restores the same set from there.
+// Saves the callee-saved registers on the current stack, stores the stack pointer in *save_sp,
+// switches to load_sp and restores the same set from there. (Kernels never change the FP control
+// words, so they are not switched.)
 extern "C" void emu_ctx_switch(void** save_sp, void* load_sp);
 extern "C" void emu_fiber_trampoline();
 asm(R"(
@@ -94,14 +112,8 @@ emu_ctx_switch:
     pushq %r13
     pushq %r14
     pushq %r15
-    subq $8, %rsp
-    stmxcsr (%rsp)
-    fnstcw 4(%rsp)
     movq %rsp, (%rdi)
     movq %rsi, %rsp
-    ldmxcsr (%rsp)
-    fldcw 4(%rsp)
-    addq $8, %rsp
     popq %r15
     popq %r14
     popq %r13
@@ -130,12 +142,7 @@ static void* prepare_stack(Fiber* f) {
     top[-5] = reinterpret_cast<uint64_t>(&emu_fiber_entry);       // r13: entry
     top[-6] = 0;                                                  // r14
     top[-7] = 0;                                                  // r15
-    uint32_t mxcsr;
-    uint16_t fpucw;
-    asm volatile("stmxcsr %0" : "=m"(mxcsr));
-    asm volatile("fnstcw %0" : "=m"(fpucw));
-    top[-8] = uint64_t(mxcsr) | (uint64_t(fpucw) << 32);
-    return &top[-8];
+    return &top[-7];
 }
 
 static void switch_to(void** save, void* load) { emu_ctx_switch(save, load); }
@@ -183,32 +190,41 @@ static Scheduler* scheduler_for_this_thread(int threads) {
         t_scheduler = s;
     }
     if (s->capacity < threads) {
-        if (s->stacks) munmap(s->stacks, s->stack_size * size_t(s->capacity));
+        if (s->mapping) munmap(s->mapping, s->stack_size * size_t(s->capacity) + kStackSize);
         s->stack_size = kStackSize;
         int capacity = 64;
         while (capacity < threads) capacity *= 2;
         s->capacity = capacity;
         size_t bytes = s->stack_size * size_t(s->capacity);
-        void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        // One extra stack of slack to align the first stack to kStackSize.
+        void* mem = mmap(nullptr, bytes + kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (mem == MAP_FAILED) return nullptr;
-        s->stacks = static_cast<char*>(mem);
+        s->mapping = static_cast<char*>(mem);
+        s->stacks = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(mem) + kStackSize - 1) & ~uintptr_t(kStackSize - 1));
         // A guard page at the low end of every stack turns an overflow into a fault, not corruption.
         for (int i = 0; i < s->capacity; i++) mprotect(s->stacks + s->stack_size * size_t(i), size_t(getpagesize()), PROT_NONE);
         s->fibers.resize(size_t(s->capacity));
-        for (int i = 0; i < s->capacity; i++) s->fibers[size_t(i)].stack_top = s->stacks + s->stack_size * size_t(i + 1);
+        for (int i = 0; i < s->capacity; i++) {
+            Fiber& f = s->fibers[size_t(i)];
+            char* base = s->stacks + s->stack_size * size_t(i);
+            f.owner = s;
+            // Stagger the tops: stacks a power of two apart would all map to the same cache sets.
+            f.stack_top = base + s->stack_size - size_t(i % 64) * 256 - size_t(i / 64 % 4) * 64;
+            *reinterpret_cast<Fiber**>(base + kHeaderOffset) = &f;
+        }
         s->simdgroups.resize(size_t((s->capacity + EMU_SIMD_WIDTH - 1) / EMU_SIMD_WIDTH));
     }
     return s;
 }
 
 static void yield_to_scheduler(Fiber* f) {
-    Scheduler* s = t_scheduler;
+    Scheduler* s = f->owner;
     s->current = nullptr;
     switch_to(&f->sp, s->sched_sp);
 }
 
 extern "C" void emu_fiber_entry(Fiber* f) {
-    Scheduler* s = t_scheduler;
+    Scheduler* s = f->owner;
     s->body(s->ctx, &f->ids);
     f->state = State::Done;
     yield_to_scheduler(f);
@@ -216,8 +232,7 @@ extern "C" void emu_fiber_entry(Fiber* f) {
 }
 
 extern "C" void emu_threadgroup_barrier(const char* file, int line) {
-    Scheduler* s = t_scheduler;
-    Fiber* f = s->current;
+    Fiber* f = current_fiber();
     f->state = State::AtBarrier;
     f->file = file;
     f->line = line;
@@ -225,8 +240,7 @@ extern "C" void emu_threadgroup_barrier(const char* file, int line) {
 }
 
 extern "C" void emu_simd_rendezvous(emu_lane_slot* slot) {
-    Scheduler* s = t_scheduler;
-    Fiber* f = s->current;
+    Fiber* f = current_fiber();
     f->state = State::AtSimd;
     f->slot = slot;
     yield_to_scheduler(f);
@@ -265,7 +279,7 @@ static bool complete_simdgroup(Scheduler* s, int threads, int g) {
         Fiber& f = s->fibers[size_t(i)];
         if (f.state != State::AtSimd) continue;
         if (first && (f.slot->combine != first->slot->combine || f.slot->line != first->slot->line ||
-                      strcmp(f.slot->file, first->slot->file) != 0)) {
+                      (f.slot->file != first->slot->file && strcmp(f.slot->file, first->slot->file) != 0))) {
             s->error = "divergent simdgroup: " + describe_thread(*first) + " waits in " +
                        site(first->slot->op, first->slot->file, first->slot->line) + " but " + describe_thread(f) +
                        " in " + site(f.slot->op, f.slot->file, f.slot->line);
@@ -294,7 +308,7 @@ static bool complete_barrier(Scheduler* s, int threads, int exited) {
                        std::to_string(exited) + " thread(s) of the threadgroup exited: every thread must reach it";
             return false;
         }
-        if (first && (f.line != first->line || strcmp(f.file, first->file) != 0)) {
+        if (first && (f.line != first->line || (f.file != first->file && strcmp(f.file, first->file) != 0))) {
             s->error = "threads of one threadgroup wait at different barriers: " + describe_thread(*first) + " at " +
                        site("threadgroup_barrier", first->file, first->line) + ", " + describe_thread(f) + " at " +
                        site("threadgroup_barrier", f.file, f.line);
@@ -410,6 +424,52 @@ static bool run_threadgroup(Scheduler* s, const emu_geometry* g, const uint32_t 
 
 EMU_EXPORT const char* emu_last_error() { return t_last_error.c_str(); }
 
+namespace {
+std::atomic<int> g_workers{1};
+const uint64_t kMinThreadgroupsPerWorker = 64;
+}  // namespace
+
+// OS threads a large dispatch may spread its threadgroups over (each runs whole threadgroups).
+EMU_EXPORT void emu_set_workers(int workers) { g_workers = workers < 1 ? 1 : workers; }
+
+// Runs threadgroups [next..) of the grid on the calling thread until none is left or one failed.
+static void run_threadgroups(const emu_geometry* g, emu_body_fn body, void* ctx, int threads, uint64_t total,
+                             std::atomic<uint64_t>* next, std::atomic<bool>* failed, std::mutex* error_lock,
+                             std::string* error) {
+    Scheduler* s = scheduler_for_this_thread(threads);
+    if (!s) {
+        std::lock_guard<std::mutex> lock(*error_lock);
+        if (error->empty()) *error = "could not allocate fiber stacks";
+        failed->store(true);
+        return;
+    }
+    if (s->body) {
+        std::lock_guard<std::mutex> lock(*error_lock);
+        if (error->empty()) *error = "nested dispatch on one thread";
+        failed->store(true);
+        return;
+    }
+    s->body = body;
+    s->ctx = ctx;
+    s->error.clear();
+    const uint64_t gx = g->threadgroups[0], gy = g->threadgroups[1];
+    for (;;) {
+        if (failed->load(std::memory_order_relaxed)) break;
+        uint64_t i = next->fetch_add(1, std::memory_order_relaxed);
+        if (i >= total) break;
+        uint32_t tg[3] = {uint32_t(i % gx), uint32_t((i / gx) % gy), uint32_t(i / (gx * gy))};
+        if (!run_threadgroup(s, g, tg)) {
+            std::lock_guard<std::mutex> lock(*error_lock);
+            if (error->empty()) *error = s->error;
+            failed->store(true);
+            break;
+        }
+    }
+    s->body = nullptr;
+    s->ctx = nullptr;
+    s->current = nullptr;
+}
+
 extern "C" int emu_dispatch(const emu_geometry* g, emu_body_fn body, void* ctx) {
     t_last_error.clear();
     uint64_t threads = 1, groups = 1;
@@ -430,31 +490,19 @@ extern "C" int emu_dispatch(const emu_geometry* g, emu_body_fn body, void* ctx) 
         t_last_error = "grid too large";
         return 1;
     }
-    Scheduler* s = scheduler_for_this_thread(int(threads));
-    if (!s) {
-        t_last_error = "could not allocate fiber stacks";
-        return 1;
-    }
-    if (s->body) {
-        t_last_error = "nested dispatch on one thread";
-        return 1;
-    }
-    s->body = body;
-    s->ctx = ctx;
-    s->error.clear();
-    s->round = 0;
-    bool ok = true;
-    for (uint64_t z = 0; z < g->threadgroups[2] && ok; z++)
-        for (uint64_t y = 0; y < g->threadgroups[1] && ok; y++)
-            for (uint64_t x = 0; x < g->threadgroups[0] && ok; x++) {
-                uint32_t tg[3] = {uint32_t(x), uint32_t(y), uint32_t(z)};
-                ok = run_threadgroup(s, g, tg);
-            }
-    s->body = nullptr;
-    s->ctx = nullptr;
-    s->current = nullptr;
-    if (!ok) {
-        t_last_error = s->error;
+    std::atomic<uint64_t> next{0};
+    std::atomic<bool> failed{false};
+    std::mutex error_lock;
+    std::string error;
+    uint64_t workers = uint64_t(g_workers.load());
+    if (workers > groups / kMinThreadgroupsPerWorker) workers = groups / kMinThreadgroupsPerWorker;
+    std::vector<std::thread> helpers;
+    for (uint64_t w = 1; w < workers; w++)
+        helpers.emplace_back(run_threadgroups, g, body, ctx, int(threads), groups, &next, &failed, &error_lock, &error);
+    run_threadgroups(g, body, ctx, int(threads), groups, &next, &failed, &error_lock, &error);
+    for (auto& h : helpers) h.join();
+    if (failed.load()) {
+        t_last_error = error;
         return 1;
     }
     return 0;

@@ -395,18 +395,21 @@ inline void simdgroup_barrier(mem_flags, METAL_EMU_SITE) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// simdgroup_matrix 8x8. Each lane holds a full copy; every operation is a collective that checks
-// the lanes agree (as the distributed hardware storage guarantees) and then acts once.
+// simdgroup_matrix 8x8, distributed as on the hardware: each of the 32 lanes holds 2 of the 64
+// elements (lane l: row-major elements 2l and 2l+1), and every operation is a collective of all 32
+// lanes that gathers, computes and scatters once.
 template <class T, int Cols, int Rows> struct simdgroup_matrix {
     static_assert(Cols == 8 && Rows == 8, "only 8x8 simdgroup matrices are supported");
-    T e[Rows * Cols];  // row-major
+    T e[2];
 };
 typedef simdgroup_matrix<float, 8, 8> simdgroup_float8x8;
 typedef simdgroup_matrix<half, 8, 8> simdgroup_half8x8;
 
+// Every lane sets its own elements (a lane-dependent value gives a mixed matrix, as on the GPU).
 template <class T, int Cols, int Rows> inline simdgroup_matrix<T, Cols, Rows> make_filled_simdgroup_matrix(T value) {
     simdgroup_matrix<T, Cols, Rows> m;
-    for (int i = 0; i < Rows * Cols; i++) m.e[i] = value;
+    m.e[0] = value;
+    m.e[1] = value;
     return m;
 }
 
@@ -431,16 +434,11 @@ template <class T> struct matrix_access {
     }
 };
 
-template <class T> inline bool lanes_agree(emu_lane_slot* const* lanes, const char* what) {
-    const emu_lane_slot* first = nullptr;
+inline bool all_lanes(emu_lane_slot* const* lanes, const char* op) {
     for (int i = 0; i < EMU_SIMD_WIDTH; i++)
-        if (lanes[i]) {
-            if (!first)
-                first = lanes[i];
-            else if (__builtin_memcmp(first->in, lanes[i]->in, sizeof(T)) != 0) {
-                emu_fail(what);
-                return false;
-            }
+        if (!lanes[i]) {
+            emu_fail(op);
+            return false;
         }
     return true;
 }
@@ -458,48 +456,45 @@ template <class T> struct matrix_ops {
         M a, b, c;
     };
     static void load(emu_lane_slot* const* lanes) {
-        const load_args* first = nullptr;
-        for (int i = 0; i < EMU_SIMD_WIDTH; i++)
-            if (lanes[i]) {
-                const load_args& a = in_of<load_args>(lanes[i]);
-                if (first && !first->src.same(a.src)) {
-                    emu_fail("simdgroup_load: source address, stride or origin differs between lanes");
-                    return;
-                }
-                first = &a;
-            }
-        M m;
-        for (int r = 0; r < 8; r++)
-            for (int c = 0; c < 8; c++) m.e[r * 8 + c] = *first->src.at(r, c);
-        for (int i = 0; i < EMU_SIMD_WIDTH; i++)
-            if (lanes[i]) out_of<M>(lanes[i]) = m;
-    }
-    static void store(emu_lane_slot* const* lanes) {
-        if (!lanes_agree<store_args>(lanes, "simdgroup_store: lanes disagree on destination or matrix contents"))
-            return;
-        for (int i = 0; i < EMU_SIMD_WIDTH; i++)
-            if (lanes[i]) {
-                const store_args& a = in_of<store_args>(lanes[i]);
-                for (int r = 0; r < 8; r++)
-                    for (int c = 0; c < 8; c++) *a.dst.at(r, c) = a.m.e[r * 8 + c];
+        if (!all_lanes(lanes, "simdgroup_load needs all 32 lanes of the simdgroup")) return;
+        const load_args& first = in_of<load_args>(lanes[0]);
+        for (int i = 1; i < EMU_SIMD_WIDTH; i++)
+            if (!first.src.same(in_of<load_args>(lanes[i]).src)) {
+                emu_fail("simdgroup_load: source address, stride or origin differs between lanes");
                 return;
             }
+        for (int i = 0; i < EMU_SIMD_WIDTH; i++)
+            for (int k = 0; k < 2; k++) out_of<M>(lanes[i]).e[k] = *first.src.at((2 * i + k) / 8, (2 * i + k) % 8);
     }
-    static void multiply_accumulate(emu_lane_slot* const* lanes) {
-        if (!lanes_agree<mad_args>(lanes, "simdgroup_multiply_accumulate: operands differ between lanes"))
-            return;
-        const mad_args* a = nullptr;
-        for (int i = 0; i < EMU_SIMD_WIDTH && !a; i++)
-            if (lanes[i]) a = &in_of<mad_args>(lanes[i]);
-        M d;
-        for (int r = 0; r < 8; r++)
-            for (int c = 0; c < 8; c++) {
-                float acc = float(a->c.e[r * 8 + c]);
-                for (int k = 0; k < 8; k++) acc += float(a->a.e[r * 8 + k]) * float(a->b.e[k * 8 + c]);
-                d.e[r * 8 + c] = T(acc);
+    static void store(emu_lane_slot* const* lanes) {
+        if (!all_lanes(lanes, "simdgroup_store needs all 32 lanes of the simdgroup")) return;
+        const store_args& first = in_of<store_args>(lanes[0]);
+        for (int i = 1; i < EMU_SIMD_WIDTH; i++)
+            if (!first.dst.same(in_of<store_args>(lanes[i]).dst)) {
+                emu_fail("simdgroup_store: destination address, stride or origin differs between lanes");
+                return;
             }
         for (int i = 0; i < EMU_SIMD_WIDTH; i++)
-            if (lanes[i]) out_of<M>(lanes[i]) = d;
+            for (int k = 0; k < 2; k++) *first.dst.at((2 * i + k) / 8, (2 * i + k) % 8) = in_of<store_args>(lanes[i]).m.e[k];
+    }
+    static void multiply_accumulate(emu_lane_slot* const* lanes) {
+        if (!all_lanes(lanes, "simdgroup_multiply_accumulate needs all 32 lanes of the simdgroup")) return;
+        float a[64], b[64], c[64];
+        for (int i = 0; i < EMU_SIMD_WIDTH; i++) {
+            const mad_args& m = in_of<mad_args>(lanes[i]);
+            for (int k = 0; k < 2; k++) {
+                a[2 * i + k] = float(m.a.e[k]);
+                b[2 * i + k] = float(m.b.e[k]);
+                c[2 * i + k] = float(m.c.e[k]);
+            }
+        }
+        for (int i = 0; i < EMU_SIMD_WIDTH; i++)
+            for (int k = 0; k < 2; k++) {
+                int r = (2 * i + k) / 8, col = (2 * i + k) % 8;
+                float acc = c[r * 8 + col];
+                for (int j = 0; j < 8; j++) acc += a[r * 8 + j] * b[j * 8 + col];
+                out_of<M>(lanes[i]).e[k] = T(acc);
+            }
     }
 };
 
