@@ -29,6 +29,7 @@ public sealed record MessageHeader(
     }
 
     /// <summary>The sender's context, or default when the message was sent outside any trace.</summary>
+    [IgnoreMember]
     public ActivityContext ParentContext =>
         TraceParent is not null && ActivityContext.TryParse(TraceParent, TraceState, isRemote: true, out var context)
             ? context

@@ -1,6 +1,6 @@
 using System.Collections.Frozen;
-using Akka.Actor;
 using System.Runtime.Serialization;
+using Akka.Actor;
 using Akka.Serialization;
 using MessagePack;
 using MessagePack.Resolvers;
