@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace Pipeline.Tokenizer;
 
@@ -39,6 +40,7 @@ internal sealed class MergeTable
     public int Count => _count;
 
     /// <summary>Adds or overwrites: a pair listed twice keeps its last rank, as HF's HashMap collect does.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs once per load: skip tier-0 JIT
     public void Set(int left, int right, int rank, int mergedId)
     {
         if (_count * 2 >= _entries.Length)
@@ -86,6 +88,17 @@ internal sealed class MergeTable
             }
             slot = (slot + 1) & (entries.Length - 1);
         }
+    }
+
+    /// <summary>Whether any merge has <paramref name="id"/> as an operand.</summary>
+    public bool HasOperand(int id)
+    {
+        foreach (var e in _entries)
+        {
+            if (e.Key != EmptyKey && ((int)(e.Key >> 32) == id || (int)(uint)e.Key == id))
+                return true;
+        }
+        return false;
     }
 
     private void Grow()

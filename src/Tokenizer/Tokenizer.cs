@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Unicode;
 
@@ -22,7 +23,7 @@ namespace Pipeline.Tokenizer;
 /// </summary>
 public sealed class Tokenizer
 {
-    private const char WordStart = '\u2581'; // "▁": SentencePiece's space
+    private const char WordStart = MergeBuilder.WordStart;
     private const int CachedWordMaxLength = 48;
     private const int WordCacheCapacity = 200_000;
 
@@ -34,8 +35,7 @@ public sealed class Tokenizer
 
     private readonly string[] _tokens;                 // [id] -> token text; null where no token has the id
     private readonly Dictionary<string, int> _addedIds; // added tokens take precedence in TokenToId, as in HF
-    private readonly Dictionary<string, int> _vocabIds; // model vocabulary: BPE's initial symbols
-    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _vocabLookup;
+    private readonly VocabIndex _vocabIds;             // model vocabulary: BPE's initial symbols
     private readonly int[] _charToId;                  // [65536] single-UTF-16-unit tokens, -1 if none
     private readonly int[]? _byteToId;                 // [256] <0xXX> ids when byte fallback is on; -1 if missing
     private readonly int _unkId;                       // -1: no unknown token (unknown chars are dropped, as HF does)
@@ -48,7 +48,7 @@ public sealed class Tokenizer
     private readonly (string Pattern, string Content)? _normalizer;
     private readonly (string Pattern, string Content)? _decoderReplace;
 
-    // A word ends before "▁" unless the preceding char could be merged with it: that is, unless
+    // A word ends before "▁" unless the preceding char could be merged with it, that is unless
     // some merge result holds "c▁" (only '>' in Gemma's merges). Splitting there is exact, since
     // no merge can cross, and it makes words short enough to cache.
     private readonly bool _splitWords;
@@ -60,11 +60,11 @@ public sealed class Tokenizer
 
     [ThreadStatic] private static Scratch? t_scratch;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs once per load: skip tier-0 JIT
     private Tokenizer(TokenizerFile file)
     {
         string source = file.Source;
         _vocabIds = file.VocabIds;
-        _vocabLookup = _vocabIds.GetAlternateLookup<ReadOnlySpan<char>>();
 
         int size = file.Vocab.Length;
         foreach (var added in file.AddedTokens)
@@ -92,7 +92,7 @@ public sealed class Tokenizer
         _unkId = -1;
         if (file.UnkToken is { } unk)
         {
-            _unkId = _vocabIds.TryGetValue(unk, out int id) ? id
+            _unkId = _vocabIds.TryGetId(unk, out int id) ? id
                 : throw new InvalidDataException($"{source}: model.unk_token '{unk}' is not in the vocabulary.");
         }
         _fuseUnk = file.FuseUnk;
@@ -100,7 +100,7 @@ public sealed class Tokenizer
         {
             _byteToId = new int[256];
             for (int b = 0; b < 256; b++)
-                _byteToId[b] = _vocabIds.TryGetValue($"<0x{b:X2}>", out int id) ? id : -1;
+                _byteToId[b] = _vocabIds.TryGetId($"<0x{b:X2}>", out int id) ? id : -1;
         }
 
         _normalizer = file.NormalizerReplace;
@@ -113,12 +113,16 @@ public sealed class Tokenizer
                 throw new InvalidDataException($"{source}: post_processor adds token id {id}, which is not in the vocabulary.");
         }
 
-        (_merges, _glueBeforeWordStart, bool mergesTouchFallback) = BuildMerges(file);
-        _splitWords = _charToId[WordStart] >= 0 && !mergesTouchFallback;
+        _merges = file.Merges.Merges;
+        _glueBeforeWordStart = file.Merges.GlueBeforeWordStart;
+        // Splitting needs "▁" to be a symbol of its own that ends any unknown-char run, and no
+        // merge whose operand stands for more than its characters (byte or unknown tokens).
+        _splitWords = _charToId[WordStart] >= 0 && !file.Merges.TouchesByteTokens
+            && (_unkId < 0 || !_merges.HasOperand(_unkId));
 
         _byteOfToken = new short[size];
         for (int id = 0; id < size; id++)
-            _byteOfToken[id] = file.DecoderByteFallback && _tokens[id] is { } t ? ByteFallbackValue(DecoderReplace(t)) : (short)-1;
+            _byteOfToken[id] = file.DecoderByteFallback && _tokens[id] is { } t ? ByteFallbackValue(t) : (short)-1;
 
         _wordCacheLookup = _wordCache.GetAlternateLookup<ReadOnlySpan<char>>();
     }
@@ -141,7 +145,7 @@ public sealed class Tokenizer
     public bool IsSpecial(int id) => (uint)id < (uint)_isSpecial.Length && _isSpecial[id];
 
     public int? TokenToId(string token) =>
-        _addedIds.TryGetValue(token, out int id) ? id : _vocabIds.TryGetValue(token, out id) ? id : null;
+        _addedIds.TryGetValue(token, out int id) ? id : _vocabIds.TryGetId(token, out id) ? id : null;
 
     public string IdToToken(int id)
     {
@@ -220,7 +224,14 @@ public sealed class Tokenizer
         return text.ToString();
     }
 
-    // ---- pieces shared with StreamingDetokenizer ----
+    // ---- pieces shared with StreamingDetokenizer and the tests' reference twin ----
+
+    internal VocabIndex Vocabulary => _vocabIds;
+
+    internal MergeTable Merges => _merges;
+
+    internal IEnumerable<(string Content, int Id)> AddedTokens =>
+        _addedIds.Select(pair => (pair.Key, pair.Value));
 
     internal void CheckId(int id, int index)
     {
@@ -340,7 +351,7 @@ public sealed class Tokenizer
             int charLength = char.IsHighSurrogate(word[i]) && i + 1 < word.Length && char.IsLowSurrogate(word[i + 1]) ? 2 : 1;
             var ch = word.Slice(i, charLength);
             i += charLength;
-            int id = charLength == 1 ? _charToId[ch[0]] : _vocabLookup.TryGetValue(ch, out int pairId) ? pairId : -1;
+            int id = charLength == 1 ? _charToId[ch[0]] : _vocabIds.TryGetId(ch, out int pairId) ? pairId : -1;
             if (id >= 0)
             {
                 if (pendingUnk)
@@ -428,56 +439,15 @@ public sealed class Tokenizer
 
     // ---- loading helpers ----
 
-    private static (MergeTable, HashSet<char>, bool) BuildMerges(TokenizerFile file)
-    {
-        var lookup = file.VocabIds.GetAlternateLookup<ReadOnlySpan<char>>();
-        var merges = new MergeTable(1 << 19);
-        var glue = new HashSet<char>();
-        bool touchesFallback = false;
-        int unkId = file.UnkToken is { } u && file.VocabIds.TryGetValue(u, out int uid) ? uid : -1;
-        char[] joined = new char[128];
-        file.ReadMerges((rank, left, right) =>
-        {
-            if (!lookup.TryGetValue(left, out int leftId) || !lookup.TryGetValue(right, out int rightId))
-                throw new InvalidDataException($"{file.Source}: model.merges[{rank}] ('{left}', '{right}') uses a token missing from the vocabulary.");
-            int length = left.Length + right.Length;
-            if (length > joined.Length)
-                joined = new char[length * 2];
-            left.CopyTo(joined);
-            right.CopyTo(joined.AsSpan(left.Length));
-            var merged = joined.AsSpan(0, length);
-            if (!lookup.TryGetValue(merged, out int mergedId))
-                throw new InvalidDataException($"{file.Source}: model.merges[{rank}] makes '{merged}', which is not in the vocabulary.");
-            merges.Set(leftId, rightId, rank, mergedId);
-
-            for (int k = merged.IndexOf(WordStart); k >= 0; k = NextIndex(merged, k))
-            {
-                if (k > 0 && merged[k - 1] != WordStart)
-                    glue.Add(merged[k - 1]);
-            }
-            if (leftId == unkId || rightId == unkId || IsByteToken(left) || IsByteToken(right))
-                touchesFallback = true;
-        });
-        return (merges, glue, touchesFallback);
-
-        static int NextIndex(ReadOnlySpan<char> s, int k)
-        {
-            int next = s[(k + 1)..].IndexOf(WordStart);
-            return next < 0 ? -1 : k + 1 + next;
-        }
-        static bool IsByteToken(ReadOnlySpan<char> t) =>
-            t.Length == 6 && t.StartsWith("<0x", StringComparison.Ordinal) && t[5] == '>';
-    }
-
-    private string DecoderReplace(string token) =>
-        _decoderReplace is { } r ? token.Replace(r.Pattern, r.Content, StringComparison.Ordinal) : token;
-
     /// <summary>
-    /// HF's ByteFallback test: six UTF-8 bytes "&lt;0x" XX "&gt;" where XX parses as a base-16 u8
-    /// (Rust's from_str_radix, which also takes a leading '+').
+    /// HF's ByteFallback test, on the token after the decoder's Replace: six UTF-8 bytes
+    /// "&lt;0x" XX "&gt;" where XX parses as a base-16 u8 (Rust's from_str_radix, which also takes
+    /// a leading '+').
     /// </summary>
-    private static short ByteFallbackValue(string token)
+    private short ByteFallbackValue(string token)
     {
+        if (_decoderReplace is { } r && (token.Length == 6 || r.Pattern.Length != r.Content.Length))
+            token = token.Replace(r.Pattern, r.Content, StringComparison.Ordinal);
         if (token.Length != 6 || !token.StartsWith("<0x", StringComparison.Ordinal) || token[5] != '>')
             return -1;
         int value = 0;

@@ -1,4 +1,5 @@
 using System.IO.Compression;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 
 namespace Pipeline.Tokenizer;
@@ -11,11 +12,10 @@ namespace Pipeline.Tokenizer;
 internal sealed class TokenizerFile
 {
     public required string Source { get; init; }
-    public required string[] Vocab { get; init; }                  // [id] -> token; null where no token has the id
-    public required Dictionary<string, int> VocabIds { get; init; } // model vocab only
+    public required string[] Vocab { get; init; }      // [id] -> token; null where no token has the id
+    public required VocabIndex VocabIds { get; init; } // model vocab only
+    public required MergeBuilder Merges { get; init; }
     public required List<AddedToken> AddedTokens { get; init; }
-    public required ReadOnlyMemory<byte> Json { get; init; }        // the whole file, for the deferred merges pass
-    public required int MergesOffset { get; init; }                 // byte offset of model.merges' '['
     public string? UnkToken { get; init; }
     public bool FuseUnk { get; init; }
     public bool ByteFallback { get; init; }
@@ -117,7 +117,7 @@ internal sealed class TokenizerFile
                     decoder = JsonElementOrNull(ref reader);
                     break;
                 case "model":
-                    model = ReadModel(ref reader, source);
+                    model = ReadModel(ref reader, json.Span, source);
                     break;
                 default:
                     throw Unsupported(source, name, "unknown top-level field");
@@ -135,9 +135,8 @@ internal sealed class TokenizerFile
             Source = source,
             Vocab = model.Vocab,
             VocabIds = model.VocabIds,
+            Merges = model.Merges,
             AddedTokens = added,
-            Json = json,
-            MergesOffset = model.MergesOffset,
             UnkToken = model.UnkToken,
             FuseUnk = model.FuseUnk,
             ByteFallback = model.ByteFallback,
@@ -152,19 +151,20 @@ internal sealed class TokenizerFile
     private sealed class ModelSection
     {
         public required string[] Vocab;
-        public required Dictionary<string, int> VocabIds;
-        public int MergesOffset = -1;
+        public required VocabIndex VocabIds;
+        public required MergeBuilder Merges;
         public string? UnkToken;
         public bool FuseUnk;
         public bool ByteFallback;
     }
 
-    private static ModelSection ReadModel(ref Utf8JsonReader reader, string source)
+    private static ModelSection ReadModel(ref Utf8JsonReader reader, ReadOnlySpan<byte> json, string source)
     {
         Expect(ref reader, JsonTokenType.StartObject, source, "model");
         string[]? vocab = null;
-        Dictionary<string, int>? vocabIds = null;
-        int mergesOffset = -1;
+        VocabIndex? vocabIds = null;
+        MergeBuilder? merges = null;
+        int mergesOffset = -1; // when merges come before vocab: parsed once vocab is known
         string? unk = null;
         bool fuseUnk = false, byteFallback = false;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
@@ -205,8 +205,16 @@ internal sealed class TokenizerFile
                 case "merges":
                     if (reader.TokenType != JsonTokenType.StartArray)
                         throw new InvalidDataException($"{source}: model.merges is not an array.");
-                    mergesOffset = (int)reader.TokenStartIndex;
-                    reader.Skip();
+                    if (vocab is null || vocabIds is null)
+                    {
+                        mergesOffset = (int)reader.TokenStartIndex;
+                        reader.Skip();
+                    }
+                    else
+                    {
+                        merges = new MergeBuilder(source, vocab, vocabIds);
+                        ReadMerges(ref reader, merges, source);
+                    }
                     break;
                 default:
                     throw Unsupported(source, "model." + name, "unknown BPE field");
@@ -214,23 +222,31 @@ internal sealed class TokenizerFile
         }
         if (vocab is null || vocabIds is null)
             throw new InvalidDataException($"{source}: model.vocab is missing.");
-        if (mergesOffset < 0)
+        if (merges is null && mergesOffset >= 0)
+        {
+            var deferred = new Utf8JsonReader(json[mergesOffset..]);
+            deferred.Read();
+            merges = new MergeBuilder(source, vocab, vocabIds);
+            ReadMerges(ref deferred, merges, source);
+        }
+        if (merges is null)
             throw new InvalidDataException($"{source}: model.merges is missing.");
         return new ModelSection
         {
             Vocab = vocab,
             VocabIds = vocabIds,
-            MergesOffset = mergesOffset,
+            Merges = merges,
             UnkToken = unk,
             FuseUnk = fuseUnk,
             ByteFallback = byteFallback,
         };
     }
 
-    private static (string[] Vocab, Dictionary<string, int> Ids) ReadVocab(ref Utf8JsonReader reader, string source)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs once per load: skip tier-0 JIT
+    private static (string[] Vocab, VocabIndex Ids) ReadVocab(ref Utf8JsonReader reader, string source)
     {
         Expect(ref reader, JsonTokenType.StartObject, source, "model.vocab");
-        var ids = new Dictionary<string, int>(300_000, StringComparer.Ordinal);
+        var entries = new List<(string Token, int Id)>(300_000);
         int maxId = -1;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
@@ -238,18 +254,19 @@ internal sealed class TokenizerFile
             reader.Read();
             if (reader.TokenType != JsonTokenType.Number || !reader.TryGetInt32(out int id) || id < 0)
                 throw new InvalidDataException($"{source}: model.vocab['{token}'] is not a non-negative integer id.");
-            if (!ids.TryAdd(token, id))
-                throw new InvalidDataException($"{source}: model.vocab lists '{token}' twice.");
+            entries.Add((token, id));
             maxId = Math.Max(maxId, id);
         }
         var byId = new string[maxId + 1];
-        foreach (var (token, id) in ids)
+        foreach (var (token, id) in entries)
         {
             if (byId[id] is not null)
                 throw new InvalidDataException($"{source}: model.vocab gives id {id} to both '{byId[id]}' and '{token}'.");
             byId[id] = token;
         }
-        return (byId, ids);
+        var index = new VocabIndex(byId, (token, first, second) =>
+            throw new InvalidDataException($"{source}: model.vocab lists '{token}' twice (ids {first} and {second})."));
+        return (byId, index);
     }
 
     private static List<AddedToken> ReadAddedTokens(ref Utf8JsonReader reader, string source)
@@ -382,16 +399,13 @@ internal sealed class TokenizerFile
         return ([.. prefix], [.. suffix]);
     }
 
-    public delegate void MergeHandler(int rank, ReadOnlySpan<char> left, ReadOnlySpan<char> right);
-
     /// <summary>
-    /// Calls <paramref name="onMerge"/> for each entry of model.merges, in rank order. Strings are
-    /// unescaped into reused buffers: 515k merges allocate nothing.
+    /// Feeds each entry of model.merges (reader on its '[') to <paramref name="merges"/>, in rank
+    /// order. Strings are unescaped into reused buffers: 515k merges allocate nothing.
     /// </summary>
-    public void ReadMerges(MergeHandler onMerge)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs once per load: skip tier-0 JIT
+    private static void ReadMerges(ref Utf8JsonReader reader, MergeBuilder merges, string source)
     {
-        var reader = new Utf8JsonReader(Json.Span[MergesOffset..]);
-        reader.Read(); // '['
         char[] left = new char[64], right = new char[64];
         int rank = 0;
         while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
@@ -399,35 +413,35 @@ internal sealed class TokenizerFile
             if (reader.TokenType == JsonTokenType.String)
             {
                 // Older format: "left right".
-                int length = CopyString(ref reader, ref left);
+                int length = CopyString(ref reader, ref left, source);
                 var line = left.AsSpan(0, length);
                 int space = line.IndexOf(' ');
                 if (space < 0 || line[(space + 1)..].Contains(' '))
-                    throw new InvalidDataException($"{Source}: model.merges[{rank}] '{line}' is not two tokens separated by one space.");
-                onMerge(rank++, line[..space], line[(space + 1)..]);
+                    throw new InvalidDataException($"{source}: model.merges[{rank}] '{line}' is not two tokens separated by one space.");
+                merges.Add(rank++, line[..space], line[(space + 1)..]);
             }
             else if (reader.TokenType == JsonTokenType.StartArray)
             {
                 reader.Read();
-                int leftLength = CopyString(ref reader, ref left);
+                int leftLength = CopyString(ref reader, ref left, source);
                 reader.Read();
-                int rightLength = CopyString(ref reader, ref right);
+                int rightLength = CopyString(ref reader, ref right, source);
                 reader.Read();
                 if (reader.TokenType != JsonTokenType.EndArray)
-                    throw new InvalidDataException($"{Source}: model.merges[{rank}] is not a pair of strings.");
-                onMerge(rank++, left.AsSpan(0, leftLength), right.AsSpan(0, rightLength));
+                    throw new InvalidDataException($"{source}: model.merges[{rank}] is not a pair of strings.");
+                merges.Add(rank++, left.AsSpan(0, leftLength), right.AsSpan(0, rightLength));
             }
             else
             {
-                throw new InvalidDataException($"{Source}: model.merges[{rank}] is neither a pair nor a string.");
+                throw new InvalidDataException($"{source}: model.merges[{rank}] is neither a pair nor a string.");
             }
         }
     }
 
-    private int CopyString(ref Utf8JsonReader reader, ref char[] buffer)
+    private static int CopyString(ref Utf8JsonReader reader, ref char[] buffer, string source)
     {
         if (reader.TokenType != JsonTokenType.String)
-            throw new InvalidDataException($"{Source}: model.merges holds a {reader.TokenType} where a token string belongs.");
+            throw new InvalidDataException($"{source}: model.merges holds a {reader.TokenType} where a token string belongs.");
         // Unescaped UTF-16 length never exceeds the escaped UTF-8 byte length.
         if (reader.ValueSpan.Length > buffer.Length)
             buffer = new char[reader.ValueSpan.Length];
