@@ -1,0 +1,68 @@
+namespace Pipeline.Model.TestModels;
+
+/// <summary>
+/// Shapes of a generated Gemma-4 text model. Layer i uses full attention iff
+/// (i+1) % <see cref="FullAttentionPeriod"/> == 0, sliding-window attention otherwise.
+/// Full-attention layers use global KV heads of <see cref="GlobalHeadDim"/> with K = V (no v_proj).
+/// </summary>
+public sealed record TestModelPreset(
+    string Name,
+    int HiddenSize,
+    int NumLayers,
+    int IntermediateSize,
+    int NumHeads,
+    int NumKvHeads,
+    int HeadDim,
+    int NumGlobalKvHeads,
+    int GlobalHeadDim,
+    int SlidingWindow,
+    int FullAttentionPeriod,
+    int VocabSize,
+    int MaxPositionEmbeddings)
+{
+    /// <summary>Like the tiny-a fixture: hidden 64, 6 layers (full attention at layers 2 and 5), the real vocabulary.</summary>
+    public static readonly TestModelPreset Tiny = new(
+        "tiny", HiddenSize: 64, NumLayers: 6, IntermediateSize: 128, NumHeads: 4, NumKvHeads: 2, HeadDim: 32,
+        NumGlobalKvHeads: 1, GlobalHeadDim: 64, SlidingWindow: 16, FullAttentionPeriod: 3,
+        VocabSize: 262144, MaxPositionEmbeddings: 4096);
+
+    /// <summary>Gemma-4-31B layer shapes, 60 layers.</summary>
+    public static readonly TestModelPreset Gemma31B = new(
+        "31b", HiddenSize: 5376, NumLayers: 60, IntermediateSize: 21504, NumHeads: 32, NumKvHeads: 16, HeadDim: 256,
+        NumGlobalKvHeads: 4, GlobalHeadDim: 512, SlidingWindow: 1024, FullAttentionPeriod: 6,
+        VocabSize: 262144, MaxPositionEmbeddings: 262144);
+
+    /// <summary>Gemma-4-31B layer shapes, 6 layers: 5 sliding and 1 full.</summary>
+    public static readonly TestModelPreset Small = Gemma31B with { Name = "small", NumLayers = 6 };
+
+    public static IReadOnlyList<TestModelPreset> All { get; } = [Tiny, Small, Gemma31B];
+
+    public bool IsFullAttention(int layer) => (layer + 1) % FullAttentionPeriod == 0;
+
+    public static TestModelPreset Parse(string name) =>
+        All.FirstOrDefault(p => p.Name == name)
+        ?? throw new ArgumentException(
+            $"unknown test-model preset '{name}' (known: {string.Join(", ", All.Select(p => p.Name))})", nameof(name));
+}
+
+/// <summary>How a generated checkpoint stores its weights.</summary>
+public enum TestModelQuant
+{
+    /// <summary>MLX layout (language_model.model.*), the UD-Q2_K_XL recipe: embed and q/k/v 4-bit, gate/up 2-bit, down 3-bit, group 64.</summary>
+    UdQ2Kxl,
+
+    /// <summary>Hugging Face layout (model.language_model.*), every tensor bf16.</summary>
+    Bf16,
+}
+
+public static class TestModelQuants
+{
+    public static string Name(TestModelQuant quant) => quant == TestModelQuant.Bf16 ? "bf16" : "ud-q2kxl";
+
+    public static TestModelQuant Parse(string name) => name switch
+    {
+        "ud-q2kxl" => TestModelQuant.UdQ2Kxl,
+        "bf16" => TestModelQuant.Bf16,
+        _ => throw new ArgumentException($"unknown test-model quantization '{name}' (known: ud-q2kxl, bf16)", nameof(name)),
+    };
+}
