@@ -8,6 +8,7 @@ public static class CommandCatalog
     public static IEnumerable<Command> All()
     {
         yield return MakeTestModelCommand.Create();
+        yield return GenerateCommand.Create();
         yield return EvalCommand.Create();
         yield return TokenizeCommand.Create();
         yield return DetokenizeCommand.Create();
