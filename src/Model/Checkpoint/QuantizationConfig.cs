@@ -9,12 +9,15 @@ public readonly record struct QuantParams(int Bits, int GroupSize);
 /// <summary>
 /// config.json "quantization" (fallback "quantization_config") as MLX writes it: top-level
 /// bits/group_size/mode, plus sparse per-module overrides keyed by module path whose value is an
-/// object (its own bits/group_size/mode), <c>true</c> (the top-level parameters) or <c>false</c>
-/// (not quantized). Only mode "affine" is supported.
+/// object (its own bits/group_size/mode; like MLX's to_quantized, missing keys mean 4 bits, group 64),
+/// <c>true</c> (the top-level parameters) or <c>false</c> (not quantized). Only mode "affine" is supported.
 /// </summary>
 public sealed class QuantizationConfig
 {
     public const string SupportedMode = "affine";
+
+    /// <summary>MLX's to_quantized defaults for the affine mode, used for keys an override leaves out.</summary>
+    public static readonly QuantParams AffineDefaults = new(4, 64);
 
     private readonly Dictionary<string, QuantParams?> _overrides;
 
@@ -75,8 +78,8 @@ public sealed class QuantizationConfig
                     break;
                 case JsonValueKind.Object:
                     overrides[member.Name] = Check(json, prefix,
-                        json.OptionalInt(member.Value, prefix, "bits", min: 0) ?? defaults.Bits,
-                        json.OptionalInt(member.Value, prefix, "group_size", min: 0) ?? defaults.GroupSize,
+                        json.OptionalInt(member.Value, prefix, "bits", min: 0) ?? AffineDefaults.Bits,
+                        json.OptionalInt(member.Value, prefix, "group_size", min: 0) ?? AffineDefaults.GroupSize,
                         json.OptionalString(member.Value, prefix, "mode"));
                     break;
                 default:
