@@ -36,6 +36,25 @@ public class TokenizerTests
         Assert.Equal(s_gemma.Encode("😀"), s_gemma.Encode("\uD83D\uDE00"));
     }
 
+    /// <summary>100k-char inputs with no word boundary must not take quadratic time (or hang).</summary>
+    [Fact]
+    public async Task LongInputs_FinishAndRoundTrip()
+    {
+        var random = new RandomText(99);
+        string[] inputs =
+        [
+            new string('a', 100_000),
+            string.Concat(Enumerable.Range(0, 100_000).Select(_ => (char)random.Random.Next('a', 'z' + 1))),
+            random.RandomCodePoints(100_000),
+            new string('▁', 100_000),
+        ];
+        var work = Task.Run(() => inputs.Select(text => s_gemma.Decode(s_gemma.Encode(text))).ToArray());
+        // Fails (TimeoutException) rather than hangs when encoding is pathologically slow.
+        string[] decoded = await work.WaitAsync(TimeSpan.FromMinutes(2));
+        for (int i = 0; i < inputs.Length; i++)
+            Assert.Equal(inputs[i].Replace('▁', ' '), decoded[i]);
+    }
+
     [Fact]
     public void EncodeIntoList_Appends()
     {
