@@ -137,6 +137,7 @@ public class TokenizerTests
     [InlineData("\"model\": {\"type\": \"Unigram\", \"vocab\": []}", "model.type")]
     [InlineData("\"model\": {\"type\": \"BPE\", \"dropout\": 0.1, \"vocab\": {}, \"merges\": []}", "model.dropout")]
     [InlineData("\"normalizer\": {\"type\": \"NFKC\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}", "normalizer.type")]
+    [InlineData("\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Replace\", \"pattern\": {\"Regex\": \" +\"}, \"content\": \"x\"}]}, \"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}", "normalizer.normalizers[0].pattern")]
     [InlineData("\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"decoder\": {\"type\": \"Fuse\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}", "pre_tokenizer")]
     [InlineData("\"decoder\": {\"type\": \"Strip\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}", "decoder step 0")]
     [InlineData("\"added_tokens\": [{\"id\": 0, \"content\": \"a\", \"lstrip\": true}], \"decoder\": {\"type\": \"Fuse\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}", "added_tokens[0].lstrip")]
@@ -160,7 +161,8 @@ public class TokenizerTests
 
     /// <summary>
     /// A hand-made file for what Gemma's does not exercise: old "a b" merges, no byte fallback,
-    /// fused and unfused unknown tokens, merges listed before the vocabulary, a suffix template.
+    /// fused and unfused unknown tokens, merges listed before the vocabulary, a suffix template,
+    /// a normalizer wrapped in a Sequence.
     /// </summary>
     [Theory]
     [InlineData(true, new[] { 5, 3, 2, 0, 2, 4, 6 }, "ab <unk> ba")]
@@ -170,7 +172,7 @@ public class TokenizerTests
         string json = """
             {
               "added_tokens": [{"id": 5, "content": "<s>", "special": true}, {"id": 6, "content": "</s>", "special": true}],
-              "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
+              "normalizer": {"type": "Sequence", "normalizers": [{"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
               "post_processor": {"type": "TemplateProcessing",
                 "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "</s>", "type_id": 0}}],
                 "special_tokens": {"<s>": {"id": "<s>", "ids": [5], "tokens": ["<s>"]}, "</s>": {"id": "</s>", "ids": [6], "tokens": ["</s>"]}}},
