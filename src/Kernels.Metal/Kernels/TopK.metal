@@ -5,8 +5,8 @@
 // further passes over the survivors (values + indices) until one chunk remains
 // (KernelGeometry.TopK). Output per chunk: k values descending, and their indices.
 
-constant uint kTopKThreads = 256;
-constant uint kTopKChunk = 2048;
+static constant constexpr uint kTopKThreads = 256;
+static constant constexpr uint kTopKChunk = 2048;
 
 struct TopKParams {
     uint n;             // candidates
