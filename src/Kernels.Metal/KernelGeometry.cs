@@ -13,7 +13,7 @@ public static class KernelGeometry
     public const int MatmulTile = 32;                // 32 tokens x 32 rows, 4 simdgroups (Matmul.metal)
     public const int AttentionSimdgroups = 4;        // Attention.metal
     public const int AttentionMaxHeadDim = 512;      // 16 dims per lane
-    public const int TopKChunk = 4096;               // candidates per threadgroup (TopK.metal)
+    public const int TopKChunk = 2048;               // candidates per threadgroup (TopK.metal): 16 KB of values + ids
     public const int TopKThreads = 256;
     public const int MaxTopK = 64;
 

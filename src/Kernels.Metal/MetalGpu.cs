@@ -257,6 +257,27 @@ internal sealed unsafe class MetalGpu : IGpu
         nint commandBuffer = ObjC.Send(_queue, _sel.CommandBuffer);
         nint encoder = ObjC.Send(commandBuffer, _sel.ComputeCommandEncoder);
         nint arena = 0;
+        try
+        {
+            EncodeCalls(batch, encoder, ref arena);
+        }
+        catch
+        {
+            // An encoder must be ended even when its command buffer is abandoned.
+            ObjC.SendVoid(encoder, _sel.EndEncoding);
+            if (arena != 0)
+                ObjC.SendVoid(arena, _sel.Release);
+            throw;
+        }
+        ObjC.SendVoid(encoder, _sel.EndEncoding);
+        ObjC.SendVoid(commandBuffer, _sel.Commit);
+        // The command buffer is autoreleased: keep it until it has been waited for.
+        ObjC.Send(commandBuffer, _sel.Retain);
+        _committed.Add((commandBuffer, arena));
+    }
+
+    private void EncodeCalls(CommandBatch batch, nint encoder, ref nint arena)
+    {
         fixed (byte* arenaBytes = batch.ArenaArray)
         {
             for (int i = 0; i < batch.Count; i++)
@@ -288,11 +309,6 @@ internal sealed unsafe class MetalGpu : IGpu
                 ObjC.SendVoid(encoder, _sel.DispatchThreadgroups, call.Geometry.Threadgroups, call.Geometry.ThreadsPerThreadgroup);
             }
         }
-        ObjC.SendVoid(encoder, _sel.EndEncoding);
-        ObjC.SendVoid(commandBuffer, _sel.Commit);
-        // The command buffer is autoreleased: keep it until it has been waited for.
-        ObjC.Send(commandBuffer, _sel.Retain);
-        _committed.Add((commandBuffer, arena));
     }
 
     private void WaitCommitted()

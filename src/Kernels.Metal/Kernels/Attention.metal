@@ -9,8 +9,8 @@
 // Visibility as ReferenceBackend.Visible: j <= i (or both in one bidirectional range) and,
 // with a window, i - j < window. Scores are q.k * scale; softmax in f32.
 
-constant uint kAttnSimdgroups = 4;
-constant uint kAttnMaxDimsPerLane = 16;
+static constant constexpr uint kAttnSimdgroups = 4;
+static constant constexpr uint kAttnMaxDimsPerLane = 16;
 
 struct AttentionParams {
     uint tokens;

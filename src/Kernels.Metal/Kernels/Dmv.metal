@@ -2,8 +2,8 @@
 // Same shape as qmv: 2 simdgroups * 4 rows per threadgroup (KernelGeometry.Dmv); a lane takes 4
 // consecutive columns of every 128-column block, so any column count works (tail lanes idle).
 
-constant uint kDmvSimdgroups = 2;
-constant uint kDmvRowsPerSimdgroup = 4;
+static constant constexpr uint kDmvSimdgroups = 2;
+static constant constexpr uint kDmvRowsPerSimdgroup = 4;
 
 template <uint T>
 inline float dmv_load(device const uchar* w, ulong i) {

@@ -8,8 +8,8 @@
 // A = x block, B = W block loaded transposed (B[k][n] = W[n][k]). Out-of-range tokens/rows/columns
 // are staged as zeros (rows clamp) and never stored.
 
-constant uint kMmTile = 32;
-constant uint kMmStride = 36;   // padded row stride of the staged tiles, in floats
+static constant constexpr uint kMmTile = 32;
+static constant constexpr uint kMmStride = 36;   // padded row stride of the staged tiles, in floats
 
 template <bool Quantized, int B, uint T>
 inline float mm_weight(device const uchar* w, device const uchar* scales, device const uchar* biases,
@@ -23,12 +23,12 @@ inline float mm_weight(device const uchar* w, device const uchar* scales, device
     return load_scalar(w, row * p.cols + col, T);
 }
 
-template <bool Quantized, int B, uint T>
+// Tile is `threadgroup float*`: threadgroup arrays are declared in the kernels (MSL allows them
+// only at kernel scope) and passed in; the pointer type is deduced, address space included.
+template <bool Quantized, int B, uint T, class Tile>
 inline void mm_impl(device const uchar* w, device const uchar* scales, device const uchar* biases,
                     device const float* x, device float* y, constant LinearParams& p, uint2 tg, uint tid,
-                    uint sg) {
-    threadgroup float xs[kMmTile * kMmStride];
-    threadgroup float ws[kMmTile * kMmStride];
+                    uint sg, Tile xs, Tile ws) {
 
     const uint row0 = tg.x * kMmTile;      // output rows (W rows)
     const uint token0 = tg.y * kMmTile;    // tokens
@@ -83,7 +83,9 @@ inline void mm_impl(device const uchar* w, device const uchar* scales, device co
                         uint2 tg [[threadgroup_position_in_grid]],                                    \
                         uint tid [[thread_index_in_threadgroup]],                                     \
                         uint sg [[simdgroup_index_in_threadgroup]]) {                                 \
-        mm_impl<true, B, kScalarF32>(w, scales, biases, x, y, p, tg, tid, sg);                        \
+        threadgroup float xs[kMmTile * kMmStride];                                                    \
+        threadgroup float ws[kMmTile * kMmStride];                                                    \
+        mm_impl<true, B, kScalarF32>(w, scales, biases, x, y, p, tg, tid, sg, xs, ws);                \
     }
 
 #define MM_DENSE_KERNEL(NAME, T)                                                                   \
@@ -92,7 +94,9 @@ inline void mm_impl(device const uchar* w, device const uchar* scales, device co
                           uint2 tg [[threadgroup_position_in_grid]],                                   \
                           uint tid [[thread_index_in_threadgroup]],                                    \
                           uint sg [[simdgroup_index_in_threadgroup]]) {                                \
-        mm_impl<false, 0, T>(w, w, w, x, y, p, tg, tid, sg);                                           \
+        threadgroup float xs[kMmTile * kMmStride];                                                     \
+        threadgroup float ws[kMmTile * kMmStride];                                                     \
+        mm_impl<false, 0, T>(w, w, w, x, y, p, tg, tid, sg, xs, ws);                                   \
     }
 
 MM_Q_KERNEL(2)

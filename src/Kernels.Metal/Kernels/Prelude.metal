@@ -5,9 +5,9 @@
 using namespace metal;
 
 // Pipeline.Kernels.ScalarType codes.
-constant uint kScalarF32 = 0;
-constant uint kScalarF16 = 1;
-constant uint kScalarBF16 = 2;
+static constant constexpr uint kScalarF32 = 0;
+static constant constexpr uint kScalarF16 = 1;
+static constant constexpr uint kScalarBF16 = 2;
 
 // bf16 is the upper half of an f32.
 inline float bf16_to_float(ushort bits) { return as_type<float>(uint(bits) << 16); }

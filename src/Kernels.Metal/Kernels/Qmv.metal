@@ -12,9 +12,9 @@
 // gives q_j * x_j. A code straddling two words adds its high part times x_j * 2^(16 - o_j).
 // Then sum_j (scale q_j + bias) x_j = scale * sum_j q_j x_j + bias * sum_j x_j.
 
-constant uint kQmvSimdgroups = 2;
-constant uint kQmvRowsPerSimdgroup = 4;
-constant uint kQmvValuesPerLane = 16;
+static constant constexpr uint kQmvSimdgroups = 2;
+static constant constexpr uint kQmvRowsPerSimdgroup = 4;
+static constant constexpr uint kQmvValuesPerLane = 16;
 
 template <int B>
 inline float qmv_dot16(device const ushort* w, thread const float* xs) {

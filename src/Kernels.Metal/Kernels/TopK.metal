@@ -1,12 +1,12 @@
 // Top-k of a logits row for sampling, without reading 262,144 logits back to the host.
-// One threadgroup (256 threads) per chunk of up to 4096 candidates: the chunk is staged in
+// One threadgroup (256 threads) per chunk of up to 2048 candidates: the chunk is staged in
 // threadgroup memory, then k rounds each pick the largest remaining value (ties: lowest index)
 // by a threadgroup reduction and retire it. Pass 1 runs over the logits (indices implicit),
 // further passes over the survivors (values + indices) until one chunk remains
 // (KernelGeometry.TopK). Output per chunk: k values descending, and their indices.
 
-constant uint kTopKThreads = 256;
-constant uint kTopKChunk = 4096;
+static constant constexpr uint kTopKThreads = 256;
+static constant constexpr uint kTopKChunk = 2048;
 
 struct TopKParams {
     uint n;             // candidates

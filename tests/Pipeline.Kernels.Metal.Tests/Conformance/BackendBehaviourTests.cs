@@ -51,7 +51,7 @@ public sealed class BackendBehaviourTests : IDisposable
     }
 
     [Theory]
-    [InlineData(262_144, 1)]    // the Gemma vocabulary: 64 chunks, then one merge pass
+    [InlineData(262_144, 1)]    // the Gemma vocabulary: 128 chunks, then merge passes
     [InlineData(262_144, 16)]
     [InlineData(5_000, 64)]     // tail chunk; k up to the limit
     [InlineData(40, 40)]        // k = n

@@ -36,7 +36,7 @@ public class GeometryTests
         Assert.Equal(new DispatchGeometry(MTLSize.Of(168, 4), MTLSize.Of(128)), KernelGeometry.Matmul(5376, 100));
         Assert.Equal(new DispatchGeometry(MTLSize.Of(21), MTLSize.Of(256)), KernelGeometry.Embed(5376, 1));
         Assert.Equal(new DispatchGeometry(MTLSize.Of(1), MTLSize.Of(256)), KernelGeometry.Elementwise(1));
-        Assert.Equal(new DispatchGeometry(MTLSize.Of(64), MTLSize.Of(256)), KernelGeometry.TopK(262_144));
+        Assert.Equal(new DispatchGeometry(MTLSize.Of(128), MTLSize.Of(256)), KernelGeometry.TopK(262_144));
         Assert.Equal(new DispatchGeometry(MTLSize.Of(2), MTLSize.Of(256)), KernelGeometry.Rope(1, 1, 1024));
     }
 
