@@ -245,4 +245,21 @@ public sealed class EngineApiTests(TinyEngines engines) : IClassFixture<TinyEngi
         checker.Check(10, session.Logits);
         checker.AssertWithinTolerance("reference backend", 1);
     }
+
+    [Fact]
+    public void LogitMath_AgreesWithAFullSort()
+    {
+        using var session = engines.Default.OpenSession();
+        session.Prefill(Prompt.AsSpan(0, 3));
+        var logits = session.Logits.ToArray();
+        logits[5] = logits[7] = logits.Max();   // a tie at the top: lower id first
+        var sorted = Enumerable.Range(0, logits.Length).OrderByDescending(i => logits[i]).ThenBy(i => i).Take(16).ToArray();
+        var top = new int[16];
+        LogitMath.TopK(logits, top);
+        Assert.Equal(sorted, top);
+        Assert.Equal(5, LogitMath.ArgMax(logits));
+        double exact = Math.Log(logits.Sum(v => Math.Exp(v)));
+        Assert.Equal(exact, LogitMath.LogSumExp(logits), 1e-5);
+        Assert.Equal(exact, FastMath.LogSumExp(logits), 1e-5);
+    }
 }
