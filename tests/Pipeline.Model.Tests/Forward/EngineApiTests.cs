@@ -111,6 +111,8 @@ public sealed class EngineApiTests(TinyEngines engines) : IClassFixture<TinyEngi
         using var cacheB = engine.OpenSession();
         using var batch = forward.CreateBatch(32);
         using var work = forward.CreateWorkspace(32, 2);
+        using (var unreserved = new KvCache(engine.Backend, engine.Config, 512, 0, 4))
+            Assert.Contains("call KvCache.Reserve first", Assert.Throws<InvalidOperationException>(() => batch.Add(unreserved, a, 0)).Message);
         cacheA.Cache.Reserve(a.Length);
         cacheB.Cache.Reserve(b.Length);
         batch.Add(cacheA.Cache, a, 0);
