@@ -111,6 +111,8 @@ public sealed class EngineApiTests(TinyEngines engines) : IClassFixture<TinyEngi
         using var cacheB = engine.OpenSession();
         using var batch = forward.CreateBatch(32);
         using var work = forward.CreateWorkspace(32, 2);
+        using (var unreserved = new KvCache(engine.Backend, engine.Config, 512, 0, 4))
+            Assert.Contains("call KvCache.Reserve first", Assert.Throws<InvalidOperationException>(() => batch.Add(unreserved, a, 0)).Message);
         cacheA.Cache.Reserve(a.Length);
         cacheB.Cache.Reserve(b.Length);
         batch.Add(cacheA.Cache, a, 0);
@@ -244,5 +246,22 @@ public sealed class EngineApiTests(TinyEngines engines) : IClassFixture<TinyEngi
         session.Prefill(checker.Ids);
         checker.Check(10, session.Logits);
         checker.AssertWithinTolerance("reference backend", 1);
+    }
+
+    [Fact]
+    public void LogitMath_AgreesWithAFullSort()
+    {
+        using var session = engines.Default.OpenSession();
+        session.Prefill(Prompt.AsSpan(0, 3));
+        var logits = session.Logits.ToArray();
+        logits[5] = logits[7] = logits.Max();   // a tie at the top: lower id first
+        var sorted = Enumerable.Range(0, logits.Length).OrderByDescending(i => logits[i]).ThenBy(i => i).Take(16).ToArray();
+        var top = new int[16];
+        LogitMath.TopK(logits, top);
+        Assert.Equal(sorted, top);
+        Assert.Equal(5, LogitMath.ArgMax(logits));
+        double exact = Math.Log(logits.Sum(v => Math.Exp(v)));
+        Assert.Equal(exact, LogitMath.LogSumExp(logits), 1e-5);
+        Assert.Equal(exact, FastMath.LogSumExp(logits), 1e-5);
     }
 }

@@ -23,7 +23,7 @@ internal sealed class LogitChecker(string sequenceName)
     /// <summary>Our logits after feeding ids[0..position].</summary>
     public void Check(int position, ReadOnlySpan<float> logits)
     {
-        double lse = LogitMath.LogSumExp(logits);
+        double lse = FastMath.LogSumExp(logits);
         Record(_reference.Positions[position].MaxDifference(logits, _probes, lse), position, ref _worstReference, ref _worstReferencePosition);
         Record(_llamaCpp.Positions[position].MaxDifference(logits, _probes, lse), position, ref _worstLlamaCpp, ref _worstLlamaCppPosition);
         Checked++;
