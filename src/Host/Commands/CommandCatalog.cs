@@ -9,5 +9,6 @@ public static class CommandCatalog
     {
         yield return TokenizeCommand.Create();
         yield return DetokenizeCommand.Create();
+        yield return RenderChatCommand.Create();
     }
 }
