@@ -164,8 +164,6 @@ internal static class Members
     {
         if (target is Undefined u)
             throw new JinjaError(u.Hint);
-        if (target is PyDict && key is not null && !PyKeyComparer.IsHashable(key))
-            throw new JinjaError($"unhashable type: '{Py.TypeName(key)}'");
         if (Py.TryIndex(target, key, out var value))
             return value;
         if (target is Namespace or LoopContext && key is string attributeName)
