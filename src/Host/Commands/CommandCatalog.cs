@@ -13,5 +13,6 @@ public static class CommandCatalog
         yield return TokenizeCommand.Create();
         yield return DetokenizeCommand.Create();
         yield return ConvertCommand.Create();
+        yield return RenderChatCommand.Create();
     }
 }

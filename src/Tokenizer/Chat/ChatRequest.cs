@@ -29,7 +29,8 @@ public sealed record ChatRequest
 
     public ReasoningEffort? ReasoningEffort { get; init; }
 
-    /// <summary>Further template variables (OpenAI-compatible servers call these chat_template_kwargs).</summary>
+    /// <summary>Further template variables (OpenAI-compatible servers call these chat_template_kwargs). The standard
+    /// variables (messages, tools, add_generation_prompt, enable_thinking, reasoning_effort) take precedence.</summary>
     public IReadOnlyDictionary<string, JsonNode?>? TemplateVariables { get; init; }
 
     /// <summary>The value passed to the template as <c>enable_thinking</c>.</summary>
@@ -56,12 +57,21 @@ public sealed record ChatRequest
             JsonObject kwargs => kwargs.ToDictionary(kv => kv.Key, kv => kv.Value?.DeepClone()),
             _ => throw new InvalidChatRequestException("chat_template_kwargs", "must be a JSON object"),
         };
+        bool? enableThinking = OptionalBool(obj, "enable_thinking");
+        // vLLM-style clients send the switch as chat_template_kwargs.enable_thinking; the top-level field wins.
+        if (variables is not null && variables.Remove("enable_thinking", out var kwargThinking))
+        {
+            bool fromKwargs = kwargThinking is JsonValue v && v.TryGetValue(out bool b)
+                ? b
+                : throw new InvalidChatRequestException("chat_template_kwargs.enable_thinking", "must be true or false");
+            enableThinking ??= fromKwargs;
+        }
         return new ChatRequest
         {
             Messages = [.. messages.Select((m, i) => ChatMessage.FromJson(m, $"messages[{i}]"))],
             Tools = tools,
             AddGenerationPrompt = OptionalBool(obj, "add_generation_prompt") ?? false,
-            EnableThinking = OptionalBool(obj, "enable_thinking"),
+            EnableThinking = enableThinking,
             ReasoningEffort = ParseEffort(obj),
             TemplateVariables = variables,
         };

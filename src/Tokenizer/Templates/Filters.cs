@@ -45,11 +45,13 @@ internal static class Filters
             ["float"] = (_, v, a) =>
             {
                 var p = Bind(a, "float", ["default"], [0.0], 0);
+                FailIfUndefined(v);
                 return ToFloat(v) ?? p[0];
             },
             ["int"] = (_, v, a) =>
             {
                 var p = Bind(a, "int", ["default", "base"], [0L, 10L], 0);
+                FailIfUndefined(v);
                 return ToInt(v, Members.RequireInt(p[1], "int")) ?? p[0];
             },
             ["format"] = (_, v, a) =>
@@ -130,6 +132,13 @@ internal static class Filters
 
     private static object?[] Bind(CallArgs a, string name, string[] names, object?[] defaults, int required) =>
         a.Bind(name, names, defaults, required);
+
+    // Python's int()/float() and str concatenation raise on Jinja2's Undefined (filters like upper just see "").
+    private static void FailIfUndefined(object? value)
+    {
+        if (value is Undefined u)
+            throw new JinjaError(u.Hint);
+    }
 
     private static object? NoArgs(CallArgs a, string name, object? result)
     {
@@ -286,8 +295,6 @@ internal static class Filters
     {
         if (v is PyIterator it)
             throw new JinjaError($"'{it.TypeName}' object is not reversible");
-        if (v is Undefined u)
-            throw new JinjaError(u.Hint);
         var items = Py.ToList(v);
         return items.Count > 0 ? items[^1] : new Undefined("No last item, sequence was empty.");
     }
@@ -421,6 +428,7 @@ internal static class Filters
     private static object Indent(Renderer r, object? v, CallArgs a)
     {
         var p = Bind(a, "indent", ["width", "first", "blank"], [4L, false, false], 0);
+        FailIfUndefined(v);
         string indentation = p[0] is string s ? s : new string(' ', (int)Math.Max(0, Members.RequireInt(p[0], "indent")));
         string text = Py.Str(v) + "\n";
         var lines = PyStr.SplitLines(text);

@@ -103,9 +103,9 @@ internal static class Members
 
     private static readonly Dictionary<string, Method> DictMethods = new()
     {
-        ["items"] = (d, a) => NoArgs(a, "items", ((PyDict)d!).Items.Select(kv => (object?)PyTuple.Of(kv.Key, kv.Value)).ToList()),
-        ["keys"] = (d, a) => NoArgs(a, "keys", ((PyDict)d!).Keys.Cast<object?>().ToList()),
-        ["values"] = (d, a) => NoArgs(a, "values", ((PyDict)d!).Values.ToList()),
+        ["items"] = (d, a) => NoArgs(a, "items", new PyView("dict_items", [.. ((PyDict)d!).Items.Select(kv => (object?)PyTuple.Of(kv.Key, kv.Value))])),
+        ["keys"] = (d, a) => NoArgs(a, "keys", new PyView("dict_keys", [.. ((PyDict)d!).Keys])),
+        ["values"] = (d, a) => NoArgs(a, "values", new PyView("dict_values", [.. ((PyDict)d!).Values])),
         ["get"] = (d, a) =>
         {
             var v = a.Bind("get", ["key", "default"], [null], 1);
@@ -164,8 +164,6 @@ internal static class Members
     {
         if (target is Undefined u)
             throw new JinjaError(u.Hint);
-        if (target is PyDict && key is not null && !PyKeyComparer.IsHashable(key))
-            throw new JinjaError($"unhashable type: '{Py.TypeName(key)}'");
         if (Py.TryIndex(target, key, out var value))
             return value;
         if (target is Namespace or LoopContext && key is string attributeName)

@@ -115,6 +115,20 @@ public class ChatTemplateTests
     }
 
     [Theory]
+    [InlineData("""{"chat_template_kwargs": {"enable_thinking": true}}""", true)]
+    [InlineData("""{"chat_template_kwargs": {"enable_thinking": true}, "enable_thinking": false}""", false)]
+    [InlineData("""{"chat_template_kwargs": {"other": 1}}""", false)]
+    public void EnableThinkingMayComeFromChatTemplateKwargs(string fields, bool thinking)
+    {
+        var json = JsonNode.Parse(fields)!.AsObject();
+        json["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "x" });
+        var request = ChatRequest.FromJson(json);
+        Assert.Equal(thinking, request.ThinkingEnabled);
+        Assert.False(request.TemplateVariables!.ContainsKey("enable_thinking"));
+        Assert.Equal(thinking, ChatTemplate.Gemma4.Render(request).Contains("<|think|>"));
+    }
+
+    [Theory]
     [InlineData("""{"messages": 5}""", "messages")]
     [InlineData("""{"messages": [{"content": "x"}]}""", "messages[0].role")]
     [InlineData("""{"messages": [{"role": "user", "content": 5}]}""", "messages[0].content")]

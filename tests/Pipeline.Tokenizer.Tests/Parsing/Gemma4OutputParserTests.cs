@@ -204,28 +204,27 @@ public class Gemma4OutputParserTests
     }
 
     [Fact]
-    public void WorksOnDetokenizedTokensWithSpecialsKept()
+    public void WorksOnStreamingDetokenizerOutputWithSpecialsKept()
     {
-        // Every marker is a single special token; decode token by token as a streaming detokenizer would.
+        // Every marker is a single special token; the detokenizer (skip_special_tokens=false) spells them out.
         var tokenizer = GemmaTokenizer.LoadGemma4();
-        string text = Samples[3] + " and " + Samples[5];
+        string text = Samples[3] + " and " + Samples[5] + " " + Samples[8] + " \u0001\U0001F9EA";
         int[] ids = tokenizer.Encode(text);
         Assert.Contains(tokenizer.TokenToId("<|tool_call>")!.Value, ids);
         Assert.Contains(tokenizer.TokenToId("<|\"|>")!.Value, ids);
+        var detokenizer = new StreamingDetokenizer(tokenizer, skipSpecialTokens: false);
         var parser = new Gemma4OutputParser();
         var events = new List<OutputEvent>();
         var decoded = new System.Text.StringBuilder();
-        int emitted = 0;
-        for (int i = 0; i < ids.Length; i++)
+        foreach (int id in ids)
         {
-            // Decode the prefix and push only what is new and complete (no trailing U+FFFD from a split character).
-            string prefix = tokenizer.Decode(ids.AsSpan(0, i + 1));
-            if (prefix.EndsWith('\uFFFD') && i + 1 < ids.Length)
-                continue;
-            events.AddRange(parser.Push(prefix[emitted..]));
-            decoded.Append(prefix[emitted..]);
-            emitted = prefix.Length;
+            string delta = detokenizer.Push(id).Delta;
+            decoded.Append(delta);
+            events.AddRange(parser.Push(delta));
         }
+        string rest = detokenizer.Flush();
+        decoded.Append(rest);
+        events.AddRange(parser.Push(rest));
         events.AddRange(parser.Finish());
         Assert.Equal(text, decoded.ToString());
         Assert.Equal(RunChunks([text]), Normalize(events));

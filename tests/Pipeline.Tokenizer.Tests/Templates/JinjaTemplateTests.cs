@@ -137,6 +137,30 @@ public class JinjaTemplateTests
         Assert.Contains("nested too deeply", nesting.Reason);
     }
 
+    [Theory]
+    [InlineData("{{ [1, 2, 3] | batch(2) | list }}", "batch")]
+    [InlineData("{{ 'a b' | wordcount }}", "wordcount")]
+    [InlineData("{{ x | pprint }}", "pprint")]
+    [InlineData("{{ 'x' | safe is escaped }}", "escaped")]
+    [InlineData("{{ 'abc'.translate({}) }}", "translate")]
+    public void FeaturesOutsideTheSupportedSetFailWhenUsed(string source, string feature)
+    {
+        var template = JinjaTemplate.Compile("{% if false %}" + source + "{% endif %}ok", "t");
+        Assert.Equal("ok", template.Render(new Dictionary<string, object?>()));
+        var error = Fails(source, new Dictionary<string, object?> { ["x"] = 1 });
+        Assert.Contains(feature, error.Reason);
+    }
+
+    [Fact]
+    public void SandboxRefusesMutatingMethodsLikeTransformers()
+    {
+        // transformers renders with ImmutableSandboxedEnvironment: list.append and dict.update are unsafe there.
+        Assert.Contains("unsafe", Fails("{% set xs = [] %}{{ xs.append(1) }}").Reason);
+        Assert.Contains("unsafe", Fails("{% set d = {} %}{% set _ = d.update({'a': 1}) %}").Reason);
+        Assert.Equal("", Render("{{ [].append }}"));
+        Assert.Equal("", Render("{{ ''.__class__ }}"));
+    }
+
     [Fact]
     public void StrftimeNowUsesTheGivenClock()
     {
