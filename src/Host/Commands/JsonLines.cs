@@ -120,7 +120,7 @@ internal static class JsonLines
                 'n' => '\n',
                 'r' => '\r',
                 't' => '\t',
-                'u' => (char)Convert.ToUInt16(literal.Substring(i + 1, 4), 16),
+                'u' => (char)System.Convert.ToUInt16(literal.Substring(i + 1, 4), 16),
                 _ => c, // '"', '\\', '/'
             });
             if (c == 'u')
