@@ -50,6 +50,28 @@ public class ImatrixComputationTests
     }
 
     [Fact]
+    public void ComputedImatrix_WrittenAndRead_DrivesAwqForEveryLayer()
+    {
+        using var temp = TestPaths.NewTempFolder();
+        var imatrix = ImatrixComputation.Run(TestPaths.TinyBf16, FixtureSequences.Ids("random_3w"), 2, "random_3w", 32, threads: 2);
+        string path = Path.Combine(temp.Path, "imatrix.gguf");
+        imatrix.Write(path);
+        var warnings = new List<string>();
+        using var prepared = Converter.Prepare(new ConvertOptions
+        {
+            InputDir = TestPaths.TinyBf16,
+            OutputDir = Path.Combine(temp.Path, "unused"),
+            Quantize = true,
+            Recipe = "unsloth",
+            Bits = 2,
+            ImatrixPath = path,
+        }, warnings.Add);
+        Assert.Empty(warnings);
+        Assert.Equal(6 * 3, prepared.Folding.FoldedGroups);
+        Assert.Equal(["random_3w"], ImatrixFile.Read(path).Datasets);
+    }
+
+    [Fact]
     public void EmptyCalibration_IsRefused()
     {
         var e = Assert.Throws<ConvertException>(() => ImatrixComputation.Run(TestPaths.TinyBf16, [], 2, "empty"));

@@ -9,6 +9,7 @@ public static class CommandCatalog
     {
         yield return MakeTestModelCommand.Create();
         yield return ConvertCommand.Create();
+        yield return ImatrixCommand.Create();
         yield return TokenizeCommand.Create();
         yield return DetokenizeCommand.Create();
     }
