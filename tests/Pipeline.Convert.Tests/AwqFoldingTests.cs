@@ -53,6 +53,53 @@ public class AwqFoldingTests
     }
 
     /// <summary>
+    /// The direction of the scaling: channels with large activations get their weights scaled up before
+    /// quantization, so after undoing the scale their effective weights are more precise than plain
+    /// quantization makes them (and the quiet channels pay for it).
+    /// </summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    public void SalientChannels_AreQuantizedMorePrecisely(int bits)
+    {
+        const int rows = 64, cols = 128;
+        var rng = new Random(bits);
+        var w = RandomVector(rng, rows * cols, 0.1f);
+        var importance = new float[cols];
+        for (int j = 0; j < cols; j++)
+            importance[j] = j % 32 == 5 ? 100f : 1f; // four loud channels, one per half group
+        var s = AwqFolding.ScalesFromImportance(importance);
+
+        var plain = Dequantized(w, rows, cols, bits);
+        var scaled = (float[])w.Clone();
+        AwqFolding.Apply(new TensorFold(s, null, null), scaled, 0, cols);
+        var awq = Dequantized(scaled, rows, cols, bits);
+
+        double ErrorOn(Func<int, bool> columns, float[] q, bool unscale)
+        {
+            double sum = 0;
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < cols; c++)
+                    if (columns(c))
+                        sum += Math.Abs(w[r * cols + c] - (unscale ? q[r * cols + c] / s[c] : q[r * cols + c]));
+            return sum;
+        }
+        bool Loud(int c) => c % 32 == 5;
+        Assert.True(ErrorOn(Loud, awq, true) < 0.5 * ErrorOn(Loud, plain, false));
+        Assert.True(ErrorOn(c => !Loud(c), awq, true) > ErrorOn(c => !Loud(c), plain, false));
+    }
+
+    private static float[] Dequantized(float[] w, int rows, int cols, int bits)
+    {
+        var q = Pipeline.Kernels.Quantization.MlxAffine.Quantize(w, rows, cols, bits, 64, ScalarType.BF16);
+        var result = new float[rows * cols];
+        for (int r = 0; r < rows; r++)
+            Pipeline.Kernels.Quantization.MlxAffine.DequantizeRow(q, r, result.AsSpan(r * cols, cols));
+        return result;
+    }
+
+    /// <summary>
     /// Converting tiny-a with an imatrix and no quantization, in f32: every folded tensor is the original
     /// rescaled, and each layer's attention inputs and MLP output are unchanged to float precision.
     /// </summary>
@@ -104,6 +151,26 @@ public class AwqFoldingTests
             Assert.NotEqual(Load(original.Get(hf + "mlp.down_proj.weight"))[0], Load(folded.Get(mlx + "mlp.down_proj.weight"))[0]);
             Assert.NotEqual(Load(original.Get(hf + "input_layernorm.weight"))[0], Load(folded.Get(mlx + "input_layernorm.weight"))[0]);
         }
+        // Direction: q_proj's columns are multiplied by s (from the q/k/v importance), the norm divided by it.
+        var imatrix = ImatrixFile.Read(imatrixPath);
+        var importance = new float[64];
+        foreach (string proj in new[] { "attn_q", "attn_k", "attn_v" })
+        {
+            var values = imatrix.Entries[$"blk.0.{proj}.weight"].Importance();
+            for (int j = 0; j < 64; j++)
+                importance[j] = Math.Max(importance[j], values[j]);
+        }
+        var s = AwqFolding.ScalesFromImportance(importance);
+        var q0 = Load(original.Get("model.language_model.layers.0.self_attn.q_proj.weight"));
+        var q0Folded = Load(folded.Get("language_model.model.layers.0.self_attn.q_proj.weight"));
+        var norm0 = Load(original.Get("model.language_model.layers.0.input_layernorm.weight"));
+        var norm0Folded = Load(folded.Get("language_model.model.layers.0.input_layernorm.weight"));
+        for (int j = 0; j < 64; j++)
+        {
+            Assert.Equal(q0[3 * 64 + j] * s[j], q0Folded[3 * 64 + j]);
+            Assert.Equal(norm0[j] / s[j], norm0Folded[j]);
+        }
+
         // Tensors outside the folds are the bf16 values widened to f32.
         Assert.Equal(Load(original.Get("model.language_model.layers.0.self_attn.o_proj.weight")),
             Load(folded.Get("language_model.model.layers.0.self_attn.o_proj.weight")));

@@ -14,5 +14,6 @@ public static class CommandCatalog
         yield return DetokenizeCommand.Create();
         yield return ConvertCommand.Create();
         yield return RenderChatCommand.Create();
+        yield return ImatrixCommand.Create();
     }
 }
