@@ -352,6 +352,11 @@ public abstract class BackendConformanceTests : IDisposable
         var idError = Assert.Throws<ArgumentOutOfRangeException>(() => _cpu.Embed(table, [3, 10], 1f, x.Slice(0, 8)));
         Assert.Contains("token id 10", idError.Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => x.Slice(4, 5));
+        // Groups of 16 are not an MLX group size; the kernels refuse them rather than misread them.
+        var oddGroups = _weights.Quantized(4, 32, 4, 16);
+        using var wide = _cpu.Allocate(32);
+        Assert.Contains("unsupported quantized geometry: 4-bit, group 16", Assert.Throws<ArgumentException>(() => _cpu.Linear(oddGroups, wide, x.Slice(0, 4), 1)).Message);
+        Assert.Contains("group 16", Assert.Throws<ArgumentException>(() => _cpu.Embed(oddGroups, [1], 1f, wide)).Message);
     }
 
     private static DeviceBuffer Upload(IBackend backend, float[] values)

@@ -87,8 +87,7 @@ public sealed unsafe class CpuBackend : IBackend
         job.TokenTile = Math.Clamp((1 << 16) / weight.Cols / 4 * 4, 4, 32);
         if (weight is QuantizedWeight q)
         {
-            if (!MlxQuantFormat.IsSupportedBits(q.Bits) || q.GroupSize % 8 != 0 || !MlxQuantFormat.RowFits(q.Cols, q.Bits, q.GroupSize))
-                throw new ArgumentException($"unsupported quantized geometry: {q.Bits}-bit, group {q.GroupSize}, {q.Cols} columns", nameof(weight));
+            CheckGeometry(q, nameof(weight));
             // Pre-scale x once per token so the packed codes need no shifts (see CpuKernels).
             float* scratch = _inputScratch.Get((long)rows * (q.Cols + q.GroupsPerRow));
             job.XScaled = scratch;
@@ -105,6 +104,13 @@ public sealed unsafe class CpuBackend : IBackend
         int chunks = work < ParallelThreshold ? 1 : Math.Min(weight.Rows, _pool.Workers * 8);
         job.RowsPerChunk = (weight.Rows + chunks - 1) / chunks;
         _pool.Run(job, (weight.Rows + job.RowsPerChunk - 1) / job.RowsPerChunk);
+    }
+
+    /// <summary>The kernels assume MLX's bit widths and group sizes (groups of 4, 8 or 16 chunks of 8 codes).</summary>
+    private static void CheckGeometry(QuantizedWeight q, string parameter)
+    {
+        if (!MlxQuantFormat.IsSupportedBits(q.Bits) || !MlxQuantFormat.IsSupportedGroupSize(q.GroupSize) || !MlxQuantFormat.RowFits(q.Cols, q.Bits, q.GroupSize))
+            throw new ArgumentException($"unsupported quantized geometry: {q.Bits}-bit, group {q.GroupSize}, {q.Cols} columns", parameter);
     }
 
     private sealed class LinearJob(CpuBackend backend) : IParallelJob
@@ -187,6 +193,8 @@ public sealed unsafe class CpuBackend : IBackend
     public void Embed(LinearWeight table, ReadOnlySpan<int> ids, float scale, BufferSlice output)
     {
         OpChecks.Embed(table, ids, output);
+        if (table is QuantizedWeight quantized)
+            CheckGeometry(quantized, nameof(table));
         float* y = Pointer(output);
         int cols = table.Cols;
         for (int t = 0; t < ids.Length; t++)

@@ -335,7 +335,7 @@ internal static unsafe class CpuKernels
             float* xg = x;
             for (int g = 0; g < groups; g++)
             {
-                // Four independent chains (a group has at least 4 chunks): FMA latency, not one chain, bounds a row.
+                // Four independent chains (groups of 32, 64 or 128 are 4, 8 or 16 chunks): FMA latency, not one chain, bounds a row.
                 Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
                 for (int k = 0; k < chunksPerGroup; k += 4, p += 4 * bits, xg += 32)
                 {
