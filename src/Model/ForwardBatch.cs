@@ -63,6 +63,8 @@ public sealed class ForwardBatch : IDisposable
             throw new ArgumentException($"batch holds {Rows} of {MaxRows} rows; {ids.Length} more do not fit", nameof(ids));
         if (startPosition != cache.Length)
             throw new ArgumentException($"segment starts at position {startPosition} but the cache holds {cache.Length}", nameof(startPosition));
+        if (!cache.HasRoomFor(startPosition + ids.Length))
+            throw new InvalidOperationException($"the cache has no room for positions up to {startPosition + ids.Length - 1}: call KvCache.Reserve first");
         ids.CopyTo(_ids.AsSpan(Rows));
         for (int i = 0; i < ids.Length; i++)
             _positions[Rows + i] = startPosition + i;

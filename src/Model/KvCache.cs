@@ -113,6 +113,19 @@ public sealed class KvCache : IDisposable
         }
     }
 
+    /// <summary>Whether every layer has the slots a block ending before <paramref name="endPosition"/> needs (see <see cref="Reserve"/>).</summary>
+    public bool HasRoomFor(int endPosition)
+    {
+        if (endPosition > MaxPositions)
+            return false;
+        foreach (var layer in _layers)
+        {
+            if (layer.Capacity < Math.Min(endPosition, layer.Limit))
+                return false;
+        }
+        return true;
+    }
+
     /// <summary>Marks the next <paramref name="tokens"/> positions as stored (all layers have run the block).</summary>
     public void Advance(int tokens)
     {

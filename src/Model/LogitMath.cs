@@ -3,7 +3,7 @@ namespace Pipeline.Model;
 /// <summary>Summaries of a logit vector: logsumexp and the top k, without sorting the vocabulary.</summary>
 public static class LogitMath
 {
-    /// <summary>log(sum(exp(logits))), accumulated in double.</summary>
+    /// <summary>log(sum(exp(logits))): exp(x - max) in f32, summed in double.</summary>
     public static double LogSumExp(ReadOnlySpan<float> logits)
     {
         float max = float.NegativeInfinity;
@@ -11,7 +11,7 @@ public static class LogitMath
             max = MathF.Max(max, value);
         double sum = 0;
         foreach (float value in logits)
-            sum += Math.Exp(value - (double)max);
+            sum += MathF.Exp(value - max);
         return max + Math.Log(sum);
     }
 

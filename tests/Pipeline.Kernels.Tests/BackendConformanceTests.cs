@@ -384,14 +384,28 @@ public abstract class BackendConformanceTests : IDisposable
 public sealed class CpuVectorConformanceTests : BackendConformanceTests
 {
     [Fact]
-    public void VectorPathIsTheDefaultWhereAccelerated()
+    public void FastestPathIsTheDefault()
     {
         Assert.Equal(Vector256.IsHardwareAccelerated, CpuKernels.UseVectors);
+        Assert.Equal(System.Runtime.Intrinsics.X86.Avx2.IsSupported, CpuKernels.UseAvx2);
     }
 }
 
 [CollectionDefinition(nameof(ScalarKernelCollection), DisableParallelization = true)]
 public sealed class ScalarKernelCollection;
+
+/// <summary>The portable Vector256 decoding of 2/3/4-bit codes, which AVX2 machines otherwise skip (run alone: the switch is process-wide).</summary>
+[Collection(nameof(ScalarKernelCollection))]
+public sealed class CpuPortableVectorConformanceTests : BackendConformanceTests
+{
+    public CpuPortableVectorConformanceTests() => CpuKernels.UseAvx2 = false;
+
+    public override void Dispose()
+    {
+        CpuKernels.UseAvx2 = System.Runtime.Intrinsics.X86.Avx2.IsSupported;
+        base.Dispose();
+    }
+}
 
 /// <summary>The same conformance cases with the scalar kernels forced (run alone: the switch is process-wide).</summary>
 [Collection(nameof(ScalarKernelCollection))]

@@ -39,7 +39,7 @@ public sealed unsafe class CpuBackend : IBackend
         _elementwise = new ElementwiseJob();
     }
 
-    public string Name => $"cpu ({_pool.Workers} threads, {(CpuKernels.UseVectors ? "Vector256" : "scalar")})";
+    public string Name => $"cpu ({_pool.Workers} threads, {(!CpuKernels.UseVectors ? "scalar" : CpuKernels.UseAvx2 ? "AVX2" : "Vector256")})";
 
     public int Threads => _pool.Workers;
 
@@ -135,7 +135,7 @@ public sealed unsafe class CpuBackend : IBackend
                         if (CpuKernels.UseVectors)
                         {
                             for (; t + 4 <= tileEnd; t += 4)
-                                CpuKernels.MatVecQuantized4(q, block, blockEnd, XScaled + (long)t * cols, XSums + (long)t * groups, Y + (long)t * outRows, outRows);
+                                CpuKernels.MatVecQuantized4(q, block, blockEnd, X + (long)t * cols, XScaled + (long)t * cols, XSums + (long)t * groups, Y + (long)t * outRows, outRows);
                         }
                         for (; t < tileEnd; t++)
                             CpuKernels.MatVecQuantized(q, block, blockEnd, X + (long)t * cols, XScaled + (long)t * cols, XSums + (long)t * groups, Y + (long)t * outRows);

@@ -1,23 +1,30 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Pipeline.Kernels.Cpu;
 
 /// <summary>
-/// Single-threaded inner loops of the CPU backend, on raw pointers. Vector256 where the hardware
-/// accelerates it, scalar otherwise (<see cref="UseVectors"/> can force the scalar path for tests).
+/// Single-threaded inner loops of the CPU backend, on raw pointers. Three paths, chosen at startup
+/// and switchable for tests: AVX2 (<see cref="UseAvx2"/>), portable Vector256, scalar
+/// (<see cref="UseVectors"/> off).
 /// <para>
-/// Quantized rows are read directly in MLX's packed layout, 8 elements at a time: 8 elements of
-/// b bits are exactly b bytes, read as one little-endian ulong u. Elements 0-3 are the low 4b bits
-/// of u and elements 4-7 the next 4b bits; both halves are broadcast into 4 lanes each and masked
-/// with (2^b - 1) &lt;&lt; (lane*b) without shifting, so lane k holds code * 2^(k*b). That power of
-/// two is folded into the other operand (x pre-scaled by 2^-(k*b), or scale * 2^-(k*b)), which is
-/// exact. A group's contribution is scale * sum(q*x) + bias * sum(x).
+/// Quantized rows are read directly in MLX's packed layout (no repack), 8 elements at a time:
+/// 8 elements of b bits are exactly b bytes of the row's LSB-first bitstream. With AVX2 and b &lt;= 4
+/// those bytes are one uint, broadcast and shifted per lane by k*b. The portable decoding reads
+/// them as a ulong u: elements 0-3 are the low 4b bits, elements 4-7 the next 4b; each half is
+/// broadcast into 4 lanes and masked with (2^b - 1) &lt;&lt; (k*b) without shifting, so lane k holds
+/// code * 2^(k*b), and that power of two is folded into the other operand (x pre-scaled by
+/// 2^-(k*b), or scale * 2^-(k*b)), which is exact. A group's contribution is
+/// scale * sum(q*x) + bias * sum(x), with sum(x) per group computed once per token.
 /// </para>
 /// </summary>
 internal static unsafe class CpuKernels
 {
     public static bool UseVectors { get; set; } = Vector256.IsHardwareAccelerated;
+
+    /// <summary>AVX2's per-lane shifts for codes of up to 4 bits (else the portable Vector256 decoding).</summary>
+    public static bool UseAvx2 { get; set; } = Avx2.IsSupported;
 
     // ---------------- dense dot products ----------------
 
@@ -157,7 +164,7 @@ internal static unsafe class CpuKernels
 
     /// <summary>
     /// y[r] = row r . x for rows [first, end), one token: xs is x pre-scaled by <see cref="LaneFactor"/>
-    /// (vector path; the scalar path reads x) and xSums holds sum(x) per group.
+    /// and xSums holds sum(x) per group.
     /// </summary>
     public static void MatVecQuantized(QuantizedWeight w, int first, int end, float* x, float* xs, float* xSums, float* y)
     {
@@ -166,18 +173,18 @@ internal static unsafe class CpuKernels
             MatVecQuantizedScalar(w, first, end, x, xSums, y);
             return;
         }
-        var rows = new QuantizedRows(w, (byte*)w.Packed, first, end, xs, xSums, y, 0);
+        var rows = new QuantizedRows(w, (byte*)w.Packed, first, end, x, xs, xSums, y, 0);
         ForEachRowRange(ref rows, single: true);
     }
 
     /// <summary>
     /// Four tokens at once over rows [first, end): each chunk of codes is unpacked once and used
-    /// four times. xs: 4 pre-scaled token rows of Cols; xSums: 4 rows of GroupsPerRow;
+    /// four times. x and xs: 4 token rows of Cols (raw and pre-scaled); xSums: 4 rows of GroupsPerRow;
     /// y[t * yStride + r]. Vector path only.
     /// </summary>
-    public static void MatVecQuantized4(QuantizedWeight w, int first, int end, float* xs, float* xSums, float* y, long yStride)
+    public static void MatVecQuantized4(QuantizedWeight w, int first, int end, float* x, float* xs, float* xSums, float* y, long yStride)
     {
-        var rows = new QuantizedRows(w, (byte*)w.Packed, first, end, xs, xSums, y, yStride);
+        var rows = new QuantizedRows(w, (byte*)w.Packed, first, end, x, xs, xSums, y, yStride);
         ForEachRowRange(ref rows, single: false);
     }
 
@@ -209,32 +216,101 @@ internal static unsafe class CpuKernels
     {
         if (rows.First >= rows.End)
             return;
-        bool wide = rows.Weight.Bits == 8;
-        switch (rows.Weight.ScaleType, wide, single)
+        int bits = rows.Weight.Bits;
+        if (bits <= 4 && UseAvx2)
+            Dispatch<Avx2Codes>(ref rows, single);
+        else if (bits == 8)
+            Dispatch<PortableWideCodes>(ref rows, single);
+        else
+            Dispatch<PortableCodes>(ref rows, single);
+    }
+
+    private static void Dispatch<TCodes>(ref QuantizedRows rows, bool single)
+        where TCodes : struct, ICodes
+    {
+        switch (rows.Weight.ScaleType, single)
         {
-            case (ScalarType.BF16, false, true): MatVec1<SignedCodes, Bf16Scales>(ref rows); break;
-            case (ScalarType.BF16, false, false): MatVec4<SignedCodes, Bf16Scales>(ref rows); break;
-            case (ScalarType.BF16, true, true): MatVec1<UnsignedCodes, Bf16Scales>(ref rows); break;
-            case (ScalarType.BF16, true, false): MatVec4<UnsignedCodes, Bf16Scales>(ref rows); break;
-            case (ScalarType.F16, false, true): MatVec1<SignedCodes, F16Scales>(ref rows); break;
-            case (ScalarType.F16, false, false): MatVec4<SignedCodes, F16Scales>(ref rows); break;
-            case (ScalarType.F16, true, true): MatVec1<UnsignedCodes, F16Scales>(ref rows); break;
-            case (ScalarType.F16, true, false): MatVec4<UnsignedCodes, F16Scales>(ref rows); break;
-            case (_, false, true): MatVec1<SignedCodes, F32Scales>(ref rows); break;
-            case (_, false, false): MatVec4<SignedCodes, F32Scales>(ref rows); break;
-            case (_, true, true): MatVec1<UnsignedCodes, F32Scales>(ref rows); break;
-            default: MatVec4<UnsignedCodes, F32Scales>(ref rows); break;
+            case (ScalarType.BF16, true): MatVec1<TCodes, Bf16Scales>(ref rows); break;
+            case (ScalarType.BF16, false): MatVec4<TCodes, Bf16Scales>(ref rows); break;
+            case (ScalarType.F16, true): MatVec1<TCodes, F16Scales>(ref rows); break;
+            case (ScalarType.F16, false): MatVec4<TCodes, F16Scales>(ref rows); break;
+            case (_, true): MatVec1<TCodes, F32Scales>(ref rows); break;
+            default: MatVec4<TCodes, F32Scales>(ref rows); break;
         }
     }
 
     /// <summary>Arguments of a quantized row-range kernel (a struct so the padded-last-row pass can redirect Packed).</summary>
-    private struct QuantizedRows(QuantizedWeight weight, byte* packed, int first, int end, float* xs, float* xSums, float* y, long yStride)
+    private struct QuantizedRows(QuantizedWeight weight, byte* packed, int first, int end, float* x, float* xs, float* xSums, float* y, long yStride)
     {
         public readonly QuantizedWeight Weight = weight;
         public byte* Packed = packed;
         public int First = first, End = end;
-        public readonly float* Xs = xs, XSums = xSums, Y = y;
+        public readonly float* X = x, Xs = xs, XSums = xSums, Y = y;
         public readonly long YStride = yStride;
+    }
+
+    /// <summary>Constants a chunk decoder needs, built once per kernel call.</summary>
+    private readonly struct CodeConstants(int bits)
+    {
+        public readonly int Bits = bits;
+        public readonly int HiShift = 4 * bits;
+        public readonly Vector256<uint> LaneMasks = CpuKernels.LaneMasks(bits);
+        public readonly Vector256<uint> Shifts = Vector256.Create(0u, 1, 2, 3, 4, 5, 6, 7) * (uint)bits;
+        public readonly Vector256<uint> Mask = Vector256.Create((1u << bits) - 1);
+    }
+
+    /// <summary>Turns the 8 codes of the b-byte chunk at p into floats.</summary>
+    private interface ICodes
+    {
+        /// <summary>True when lane k comes out as code * 2^((k % 4) * b), so x must be the pre-scaled copy.</summary>
+        static abstract bool ScaledLanes { get; }
+
+        static abstract Vector256<float> Decode(byte* p, in CodeConstants c);
+    }
+
+    /// <summary>
+    /// Portable: the chunk's low and high 4b bits broadcast into lanes 0-3 and 4-7 and masked in
+    /// place, lane k keeping code * 2^((k%4)*b). Below 8 bits the top lane stays under bit 31, so the
+    /// signed conversion is exact.
+    /// </summary>
+    private readonly struct PortableCodes : ICodes
+    {
+        public static bool ScaledLanes => true;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Decode(byte* p, in CodeConstants c)
+        {
+            ulong chunk = Unsafe.ReadUnaligned<ulong>(p);
+            var words = Vector256.Create(Vector128.Create((uint)chunk), Vector128.Create((uint)(chunk >> c.HiShift))) & c.LaneMasks;
+            return Vector256.ConvertToSingle(words.AsInt32());
+        }
+    }
+
+    /// <summary>As <see cref="PortableCodes"/> for 8-bit codes, whose lane 3 reaches bit 31.</summary>
+    private readonly struct PortableWideCodes : ICodes
+    {
+        public static bool ScaledLanes => true;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Decode(byte* p, in CodeConstants c)
+        {
+            ulong chunk = Unsafe.ReadUnaligned<ulong>(p);
+            var words = Vector256.Create(Vector128.Create((uint)chunk), Vector128.Create((uint)(chunk >> c.HiShift))) & c.LaneMasks;
+            return Vector256.ConvertToSingle(words);
+        }
+    }
+
+    /// <summary>AVX2, codes of at most 4 bits: 8 codes fit one uint; one broadcast and a per-lane shift give the codes themselves.</summary>
+    private readonly struct Avx2Codes : ICodes
+    {
+        public static bool ScaledLanes => false;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Decode(byte* p, in CodeConstants c)
+        {
+            var words = Avx2.ShiftRightLogicalVariable(Vector256.Create(Unsafe.ReadUnaligned<uint>(p)), c.Shifts) & c.Mask;
+            return Vector256.ConvertToSingle(words.AsInt32());
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -243,10 +319,11 @@ internal static unsafe class CpuKernels
         where TScales : struct, IScales
     {
         var w = a.Weight;
-        int bits = w.Bits, groups = w.GroupsPerRow, chunksPerGroup = w.GroupSize / 8, hiShift = 4 * bits;
+        var c = new CodeConstants(w.Bits);
+        int bits = w.Bits, groups = w.GroupsPerRow, chunksPerGroup = w.GroupSize / 8;
         int rowBytes = w.Cols * bits / 8;
         nint scales = w.Scales, biases = w.Biases;
-        var masks = LaneMasks(bits);
+        float* x = TCodes.ScaledLanes ? a.Xs : a.X;
         float* xSums = a.XSums, y = a.Y;
 
         for (int row = a.First; row < a.End; row++)
@@ -255,17 +332,19 @@ internal static unsafe class CpuKernels
             long firstGroup = (long)row * groups;
             float biasTerm = 0;
             var acc = Vector256<float>.Zero;
-            float* xg = a.Xs;
+            float* xg = x;
             for (int g = 0; g < groups; g++)
             {
-                var groupAcc = Vector256<float>.Zero;
-                for (int c = 0; c < chunksPerGroup; c++, p += bits, xg += 8)
+                // Four independent chains (a group has at least 4 chunks): FMA latency, not one chain, bounds a row.
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (int k = 0; k < chunksPerGroup; k += 4, p += 4 * bits, xg += 32)
                 {
-                    ulong chunk = Unsafe.ReadUnaligned<ulong>(p);
-                    var words = Vector256.Create(Vector128.Create((uint)chunk), Vector128.Create((uint)(chunk >> hiShift))) & masks;
-                    groupAcc = Vector256.MultiplyAddEstimate(TCodes.ToFloat(words), Vector256.Load(xg), groupAcc);
+                    a0 = Vector256.MultiplyAddEstimate(TCodes.Decode(p, in c), Vector256.Load(xg), a0);
+                    a1 = Vector256.MultiplyAddEstimate(TCodes.Decode(p + bits, in c), Vector256.Load(xg + 8), a1);
+                    a2 = Vector256.MultiplyAddEstimate(TCodes.Decode(p + 2 * bits, in c), Vector256.Load(xg + 16), a2);
+                    a3 = Vector256.MultiplyAddEstimate(TCodes.Decode(p + 3 * bits, in c), Vector256.Load(xg + 24), a3);
                 }
-                acc = Vector256.MultiplyAddEstimate(groupAcc, Vector256.Create(TScales.Load(scales, firstGroup + g)), acc);
+                acc = Vector256.MultiplyAddEstimate((a0 + a1) + (a2 + a3), Vector256.Create(TScales.Load(scales, firstGroup + g)), acc);
                 biasTerm += TScales.Load(biases, firstGroup + g) * xSums[g];
             }
             y[row] = Vector256.Sum(acc) + biasTerm;
@@ -278,11 +357,11 @@ internal static unsafe class CpuKernels
         where TScales : struct, IScales
     {
         var w = a.Weight;
-        int bits = w.Bits, groups = w.GroupsPerRow, cols = w.Cols, chunksPerGroup = w.GroupSize / 8, hiShift = 4 * bits;
+        var c = new CodeConstants(w.Bits);
+        int bits = w.Bits, groups = w.GroupsPerRow, cols = w.Cols, chunksPerGroup = w.GroupSize / 8;
         int rowBytes = cols * bits / 8;
         nint scales = w.Scales, biases = w.Biases;
-        var masks = LaneMasks(bits);
-        float* x0 = a.Xs, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
+        float* x0 = TCodes.ScaledLanes ? a.Xs : a.X, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
         float* s0 = a.XSums, s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
         float* y = a.Y;
         long stride = a.YStride;
@@ -297,10 +376,9 @@ internal static unsafe class CpuKernels
             for (int g = 0; g < groups; g++)
             {
                 Vector256<float> g0 = default, g1 = default, g2 = default, g3 = default;
-                for (int c = 0; c < chunksPerGroup; c++, p += bits, e += 8)
+                for (int k = 0; k < chunksPerGroup; k++, p += bits, e += 8)
                 {
-                    ulong chunk = Unsafe.ReadUnaligned<ulong>(p);
-                    var codes = TCodes.ToFloat(Vector256.Create(Vector128.Create((uint)chunk), Vector128.Create((uint)(chunk >> hiShift))) & masks);
+                    var codes = TCodes.Decode(p, in c);
                     g0 = Vector256.MultiplyAddEstimate(codes, Vector256.Load(x0 + e), g0);
                     g1 = Vector256.MultiplyAddEstimate(codes, Vector256.Load(x1 + e), g1);
                     g2 = Vector256.MultiplyAddEstimate(codes, Vector256.Load(x2 + e), g2);
@@ -344,24 +422,6 @@ internal static unsafe class CpuKernels
             }
             y[row] = total;
         }
-    }
-
-    /// <summary>Masked code words (lane k holds code * 2^((k%4)*b)) to floats.</summary>
-    private interface ICodes
-    {
-        static abstract Vector256<float> ToFloat(Vector256<uint> words);
-    }
-
-    /// <summary>Codes of up to 7 bits: the top lane stays below bit 31, so the signed conversion is exact.</summary>
-    private readonly struct SignedCodes : ICodes
-    {
-        public static Vector256<float> ToFloat(Vector256<uint> words) => Vector256.ConvertToSingle(words.AsInt32());
-    }
-
-    /// <summary>8-bit codes reach bit 31 in lane 3.</summary>
-    private readonly struct UnsignedCodes : ICodes
-    {
-        public static Vector256<float> ToFloat(Vector256<uint> words) => Vector256.ConvertToSingle(words);
     }
 
     private interface IScales
