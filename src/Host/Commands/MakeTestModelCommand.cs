@@ -35,7 +35,7 @@ public static class MakeTestModelCommand
             if (!result.GetValue(dryRun) && result.GetValue(output) is null)
                 result.AddError("--out is required unless --dry-run is given");
         });
-        command.SetAction((parse, cancellation) =>
+        command.SetAction(async (parse, cancellation) =>
         {
             var chosenPreset = TestModelPreset.Parse(parse.GetValue(preset)!);
             var chosenQuant = TestModelQuants.Parse(parse.GetValue(quant)!);
@@ -43,19 +43,37 @@ public static class MakeTestModelCommand
             {
                 foreach (string line in TestModelPlan.Create(chosenPreset, chosenQuant).Describe())
                     Console.WriteLine(line);
-                return Task.FromResult(0);
+                return 0;
             }
 
             string directory = parse.GetValue(output)!.FullName;
+            ulong chosenSeed = parse.GetValue(seed);
             var bar = new ProgressBar();
             var clock = Stopwatch.StartNew();
-            var plan = TestModelGenerator.Generate(
-                chosenPreset, chosenQuant, parse.GetValue(seed), directory, bar.Report, cancellation);
-            bar.Finish();
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"wrote {chosenPreset.Name} {TestModelQuants.Name(chosenQuant)} (seed {parse.GetValue(seed)}) to {directory}: " +
-                $"{plan.TotalBytes / 1e9:F3} GB of tensors in {plan.Shards.Count} file(s), {clock.Elapsed.TotalSeconds:F1} s"));
-            return Task.FromResult(0);
+            try
+            {
+                // On a worker thread so that Ctrl+C finds a running task to cancel and wait for (the
+                // generator then deletes what it wrote) instead of ending the process at once.
+                var plan = await Task.Run(() => TestModelGenerator.Generate(
+                    chosenPreset, chosenQuant, chosenSeed, directory, bar.Report, cancellation));
+                bar.Finish();
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"wrote {chosenPreset.Name} {TestModelQuants.Name(chosenQuant)} (seed {chosenSeed}) to {directory}: " +
+                    $"{plan.TotalBytes / 1e9:F3} GB of tensors in {plan.Shards.Count} file(s), {clock.Elapsed.TotalSeconds:F1} s"));
+                return 0;
+            }
+            catch (OperationCanceledException)
+            {
+                bar.Finish();
+                Console.Error.WriteLine($"cancelled; removed the partial output from {directory}");
+                return 130;
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                bar.Finish();
+                Console.Error.WriteLine($"make-test-model: {ex.Message}");
+                return 1;
+            }
         });
         return command;
     }

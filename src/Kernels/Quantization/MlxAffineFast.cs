@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -22,11 +23,24 @@ public static class MlxAffineFast
             MlxAffine.QuantizeRows(weights, cols, bits, groupSize, scaleType, packed, scales, biases);
             return;
         }
+        int[] codes = ArrayPool<int>.Shared.Rent(cols); // one row of codes; pooled, as rows reach 86 KB
+        try
+        {
+            QuantizeRows(weights, rows, cols, bits, groupSize, scaleType, packed, scales, biases, codes);
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(codes);
+        }
+    }
+
+    private static void QuantizeRows(
+        ReadOnlySpan<float> weights, int rows, int cols, int bits, int groupSize, ScalarType scaleType,
+        Span<uint> packed, Span<byte> scales, Span<byte> biases, int[] codes)
+    {
         int wordsPerRow = MlxQuantFormat.WordsPerRow(cols, bits);
         int groupsPerRow = cols / groupSize;
         float levels = (1 << bits) - 1;
-        var codes = new int[cols]; // one row of codes
-
         for (int r = 0; r < rows; r++)
         {
             var row = weights.Slice(r * cols, cols);
@@ -39,7 +53,7 @@ public static class MlxAffineFast
                 MlxAffine.StoreScalar(scales, slot, scale, scaleType);
                 MlxAffine.StoreScalar(biases, slot, bias, scaleType);
             }
-            Pack(codes, bits, packed.Slice(r * wordsPerRow, wordsPerRow));
+            Pack(codes.AsSpan(0, cols), bits, packed.Slice(r * wordsPerRow, wordsPerRow));
         }
     }
 

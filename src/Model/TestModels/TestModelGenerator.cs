@@ -28,14 +28,41 @@ public static class TestModelGenerator
         Action<long, long>? progress = null, CancellationToken cancellation = default)
     {
         var plan = TestModelPlan.Create(preset, quant);
+        Generate(plan, seed, directory, progress, cancellation);
+        return plan;
+    }
+
+    /// <summary>
+    /// Writes a planned model (see <see cref="Generate(TestModelPreset, TestModelQuant, ulong, string, Action{long, long}?, CancellationToken)"/>).
+    /// On failure or cancellation the files written so far are removed again.
+    /// </summary>
+    public static void Generate(
+        TestModelPlan plan, ulong seed, string directory,
+        Action<long, long>? progress = null, CancellationToken cancellation = default)
+    {
         directory = Path.GetFullPath(directory);
         if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any())
             throw new IOException($"output folder '{directory}' is not empty; give a new or empty folder");
         Directory.CreateDirectory(directory);
+        try
+        {
+            WriteFolder(plan, seed, directory, progress, cancellation);
+        }
+        catch
+        {
+            // The folder was empty before: everything in it is ours.
+            foreach (string file in Directory.EnumerateFiles(directory))
+                File.Delete(file);
+            throw;
+        }
+    }
 
+    private static void WriteFolder(
+        TestModelPlan plan, ulong seed, string directory, Action<long, long>? progress, CancellationToken cancellation)
+    {
         TestModelAssets.WriteTo(directory);
         var output = new Output(plan.TotalBytes, progress, new Buffers(plan.Weights));
-        var metadata = new Dictionary<string, string> { ["format"] = quant == TestModelQuant.Bf16 ? "pt" : "mlx" };
+        var metadata = new Dictionary<string, string> { ["format"] = plan.Quant == TestModelQuant.Bf16 ? "pt" : "mlx" };
         foreach (var shard in plan.Shards)
         {
             using var writer = new SafetensorsWriter(Path.Combine(directory, shard.FileName), shard.Tensors, metadata);
@@ -54,7 +81,6 @@ public static class TestModelGenerator
             File.WriteAllText(Path.Combine(directory, SafetensorsSet.IndexFileName), IndexJson(plan));
         // config.json last: a folder with a config.json is complete.
         File.WriteAllText(Path.Combine(directory, "config.json"), TestModelConfig.ToJson(plan, seed));
-        return plan;
     }
 
     private static string NextName(IEnumerator<TensorSpec> tensors)
@@ -83,7 +109,7 @@ public static class TestModelGenerator
                     for (int c = 0; c < cols; c++) // values are bf16-exact: the top half is the bf16
                         target[c] = (ushort)(BitConverter.SingleToUInt32Bits(row[c]) >> 16);
                 }
-            });
+            }, cancellation);
             output.Write(name, MemoryMarshal.AsBytes(bf16.AsSpan(0, count * cols)));
         }
     }
@@ -113,7 +139,7 @@ public static class TestModelGenerator
                     packed.AsSpan(start * words, n * words),
                     output.Buffers.Scales.AsSpan((first + start) * groupBytes, n * groupBytes),
                     output.Buffers.Biases.AsSpan((first + start) * groupBytes, n * groupBytes));
-            });
+            }, cancellation);
             output.Write(weightName, MemoryMarshal.AsBytes(packed.AsSpan(0, count * words)));
         }
         output.Write(scalesName, scales);
@@ -135,11 +161,12 @@ public static class TestModelGenerator
     }
 
     /// <summary>Runs <paramref name="body"/>(start, count) over a few contiguous chunks of rows in parallel.</summary>
-    private static void ForRowChunks(int rows, Action<int, int> body)
+    private static void ForRowChunks(int rows, Action<int, int> body, CancellationToken cancellation)
     {
         int chunks = Math.Min(rows, Environment.ProcessorCount * 4);
         int perChunk = (rows + chunks - 1) / chunks;
-        Parallel.For(0, (rows + perChunk - 1) / perChunk, chunk =>
+        var options = new ParallelOptions { CancellationToken = cancellation };
+        Parallel.For(0, (rows + perChunk - 1) / perChunk, options, chunk =>
         {
             int start = chunk * perChunk;
             body(start, Math.Min(perChunk, rows - start));

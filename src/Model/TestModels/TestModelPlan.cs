@@ -81,7 +81,8 @@ public sealed class TestModelPlan
             $"total: {Tensors.Count()} tensors, {TotalBytes} bytes ({TotalBytes / 1e9:F2} GB, {TotalBytes / (double)(1L << 30):F2} GiB) in {Shards.Count} file(s)");
     }
 
-    public static TestModelPlan Create(TestModelPreset preset, TestModelQuant quant)
+    /// <summary>Plans <paramref name="preset"/>; <paramref name="maxShardBytes"/> only changes how tensors split into files.</summary>
+    public static TestModelPlan Create(TestModelPreset preset, TestModelQuant quant, long maxShardBytes = MaxShardBytes)
     {
         var weights = PlanWeights(preset, quant);
         string prefix = quant == TestModelQuant.Bf16 ? "model.language_model." : "language_model.model.";
@@ -93,7 +94,7 @@ public sealed class TestModelPlan
         foreach (var group in groups)
         {
             long bytes = group.Tensors.Sum(t => t.ByteLength);
-            if (shardBytes > 0 && shardBytes + bytes > MaxShardBytes)
+            if (shardBytes > 0 && shardBytes + bytes > maxShardBytes)
             {
                 shardGroups.Add([]);
                 shardBytes = 0;

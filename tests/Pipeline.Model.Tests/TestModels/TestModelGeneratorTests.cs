@@ -147,6 +147,26 @@ public class TestModelGeneratorTests(TinyTestModels tiny) : IClassFixture<TinyTe
     }
 
     [Fact]
+    public void ShardedOutput_WritesAnIndex_AndLoadsBackWithTheSameTensors()
+    {
+        using var folder = new TempFolder();
+        var plan = TestModelPlan.Create(TestModelPreset.Tiny, TestModelQuant.UdQ2Kxl, maxShardBytes: 64 << 10);
+        TestModelGenerator.Generate(plan, TinyTestModels.Seed, folder.Path);
+
+        // The 9 MB embedding alone (a tensor larger than the limit still gets a file), then the layers.
+        Assert.InRange(plan.Shards.Count, 4, 10);
+        Assert.Equal("model-00001-of-" + plan.Shards.Count.ToString("D5", System.Globalization.CultureInfo.InvariantCulture) + ".safetensors", plan.Shards[0].FileName);
+        Assert.True(File.Exists(folder.File("model.safetensors.index.json")));
+        Assert.False(File.Exists(folder.File("model.safetensors")));
+        using var sharded = Gemma4Checkpoint.Open(folder.Path);
+        using var single = SafetensorsSet.Open(tiny.Mlx);
+        Assert.Equal(plan.Shards.Count, sharded.Tensors.Files.Count);
+        Assert.Equal(single.Names.Order(), sharded.Tensors.Names.Order());
+        foreach (string name in single.Names)
+            Assert.True(single.Bytes(name).SequenceEqual(sharded.Tensors.Bytes(name)), name);
+    }
+
+    [Fact]
     public void SameSeed_GivesTheSameBytes()
     {
         using var again = new TempFolder();
@@ -280,6 +300,26 @@ public class TestModelGeneratorTests(TinyTestModels tiny) : IClassFixture<TinyTe
         Assert.Contains(folder.Path, ex.Message);
         Assert.Contains("is not empty", ex.Message);
         Assert.Single(Directory.GetFiles(folder.Path));
+    }
+
+    [Fact]
+    public void CancelledGeneration_LeavesTheFolderEmpty()
+    {
+        using var folder = new TempFolder();
+        using var cancel = new CancellationTokenSource();
+        long reported = 0;
+
+        Assert.ThrowsAny<OperationCanceledException>(() => TestModelGenerator.Generate(
+            TestModelPreset.Tiny, TestModelQuant.UdQ2Kxl, 1, folder.Path,
+            (written, total) =>
+            {
+                reported = written;
+                cancel.Cancel(); // after the first block of the embedding
+            },
+            cancel.Token));
+
+        Assert.InRange(reported, 1, 9_000_000);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(folder.Path));
     }
 
     [Fact]
