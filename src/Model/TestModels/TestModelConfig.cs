@@ -50,7 +50,8 @@ public static class TestModelConfig
             ["enable_moe_block"] = false,
             ["attention_bias"] = false,
             ["attention_dropout"] = 0.0,
-            ["use_bidirectional_attention"] = null,
+            // Gemma 4's larger models attend bidirectionally inside image blocks.
+            ["use_bidirectional_attention"] = p.Vision is null ? null : "vision",
             ["max_position_embeddings"] = p.MaxPositionEmbeddings,
             ["initializer_range"] = 0.02,
             ["tie_word_embeddings"] = true,
@@ -66,7 +67,7 @@ public static class TestModelConfig
             ["architectures"] = new JsonArray("Gemma4ForConditionalGeneration"),
             ["model_type"] = "gemma4",
             ["text_config"] = text,
-            ["vision_config"] = null,
+            ["vision_config"] = p.Vision is { } vision ? VisionConfig(vision) : null,
             ["audio_config"] = null,
             ["eos_token_id"] = new JsonArray(1, 106),
             ["bos_token_id"] = 2,
@@ -76,6 +77,12 @@ public static class TestModelConfig
             ["_pipeline_test_model"] =
                 $"random weights from pipeline make-test-model --preset {p.Name} --quant {TestModelQuants.Name(plan.Quant)} --seed {seed}",
         };
+        if (p.Vision is not null)
+        {
+            root["image_token_id"] = 258880;
+            root["boi_token_id"] = 255999;
+            root["eoi_token_id"] = 258882;
+        }
         if (plan.Quant == TestModelQuant.UdQ2Kxl)
         {
             root["quantization"] = Quantization(plan);
@@ -83,6 +90,27 @@ public static class TestModelConfig
         }
         return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
     }
+
+    private static JsonObject VisionConfig(TestVisionPreset v) => new()
+    {
+        ["model_type"] = "gemma4_vision",
+        ["hidden_size"] = v.HiddenSize,
+        ["intermediate_size"] = v.IntermediateSize,
+        ["num_hidden_layers"] = v.NumLayers,
+        ["num_attention_heads"] = v.NumHeads,
+        ["num_key_value_heads"] = v.NumHeads,
+        ["head_dim"] = v.HeadDim,
+        ["hidden_activation"] = "gelu_pytorch_tanh",
+        ["rms_norm_eps"] = 1e-06,
+        ["patch_size"] = TestVisionPreset.PatchSize,
+        ["pooling_kernel_size"] = TestVisionPreset.PoolingKernel,
+        ["position_embedding_size"] = v.PositionEmbeddingSize,
+        ["rope_parameters"] = new JsonObject { ["rope_type"] = "default", ["rope_theta"] = 100.0 },
+        ["standardize"] = true,
+        ["use_clipped_linears"] = false,
+        ["attention_bias"] = false,
+        ["attention_dropout"] = 0.0,
+    };
 
     /// <summary>Top-level defaults plus sparse overrides for the modules whose bits differ from the default.</summary>
     private static JsonObject Quantization(TestModelPlan plan)

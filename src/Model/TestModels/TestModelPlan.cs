@@ -5,14 +5,18 @@ namespace Pipeline.Model.TestModels;
 
 /// <summary>
 /// One generated weight. <see cref="Path"/> is its name without the layout prefix
-/// ("layers.3.mlp.down_proj.weight", "layers.3.layer_scalar"); it also seeds the values, so both
-/// layouts hold the same numbers. Bits 0 = stored bf16, otherwise MLX affine with <see cref="TestModelPlan.GroupSize"/>.
+/// ("layers.3.mlp.down_proj.weight", "layers.3.layer_scalar", "vision_tower.std_bias"); it also seeds
+/// the values, so both layouts hold the same numbers. Bits 0 = stored bf16, otherwise MLX affine with
+/// <see cref="TestModelPlan.GroupSize"/>. Rows are all dimensions but the last.
 /// </summary>
 public sealed record PlannedWeight(string Path, WeightInit Init, long[] Shape, int Bits)
 {
-    public int Rows => Shape.Length == 1 ? 1 : (int)Shape[0];
+    public int Rows => (int)Shape[..^1].Aggregate(1L, (a, b) => a * b);
     public int Cols => (int)Shape[^1];
     public bool IsQuantized => Bits != 0;
+
+    /// <summary>Vision tower and projector weights live beside the text model, not under its prefix.</summary>
+    public bool IsVision => TestModelPlan.IsVisionPath(Path);
 
     /// <summary>Module path of a quantized linear weight ("layers.3.mlp.down_proj").</summary>
     public string Module => Path.EndsWith(".weight", StringComparison.Ordinal) ? Path[..^".weight".Length] : Path;
@@ -52,6 +56,9 @@ public sealed class TestModelPlan
     /// <summary>"language_model.model." (MLX) or "model.language_model." (Hugging Face).</summary>
     public string TensorPrefix => Quant == TestModelQuant.Bf16 ? "model.language_model." : "language_model.model.";
 
+    /// <summary>"" (MLX) or "model." (Hugging Face) before vision_tower.* and embed_vision.*.</summary>
+    public string VisionPrefix => Quant == TestModelQuant.Bf16 ? "model." : "";
+
     public IEnumerable<TensorSpec> Tensors => Shards.SelectMany(s => s.Tensors);
 
     /// <summary>Bytes of all tensor data (what the safetensors files hold besides their headers).</summary>
@@ -79,7 +86,8 @@ public sealed class TestModelPlan
     {
         var weights = PlanWeights(preset, quant);
         string prefix = quant == TestModelQuant.Bf16 ? "model.language_model." : "language_model.model.";
-        var groups = weights.Select(w => (Weight: w, Tensors: TensorsOf(w, prefix))).ToList();
+        string visionPrefix = quant == TestModelQuant.Bf16 ? "model." : "";
+        var groups = weights.Select(w => (Weight: w, Tensors: TensorsOf(w, w.IsVision ? visionPrefix : prefix))).ToList();
 
         var shardGroups = new List<List<(PlannedWeight Weight, List<TensorSpec> Tensors)>> { new() };
         long shardBytes = 0;
@@ -102,9 +110,11 @@ public sealed class TestModelPlan
         return new TestModelPlan(preset, quant, weights, shards);
     }
 
-    /// <summary>The UD-Q2_K_XL recipe: embed and q/k/v 4-bit, gate/up 2-bit (the default), down 3-bit; the rest bf16.</summary>
+    /// <summary>The UD-Q2_K_XL recipe: embed and q/k/v 4-bit, gate/up 2-bit (the default), down 3-bit; the rest (and the whole vision tower) bf16.</summary>
     public static int RecipeBits(string path)
     {
+        if (IsVisionPath(path))
+            return 0;
         if (path == "embed_tokens.weight" || path.EndsWith(".q_proj.weight", StringComparison.Ordinal)
             || path.EndsWith(".k_proj.weight", StringComparison.Ordinal) || path.EndsWith(".v_proj.weight", StringComparison.Ordinal))
             return 4;
@@ -114,6 +124,9 @@ public sealed class TestModelPlan
             return 3;
         return 0;
     }
+
+    public static bool IsVisionPath(string path) =>
+        path.StartsWith("vision_tower.", StringComparison.Ordinal) || path.StartsWith("embed_vision.", StringComparison.Ordinal);
 
     /// <summary>The recipe's default bits; modules at other widths get a per-module override in config.json.</summary>
     public const int DefaultBits = 2;
@@ -148,7 +161,38 @@ public sealed class TestModelPlan
                 Add(layer + "self_attn.v_proj.weight", WeightInit.Projection, (long)kvHeads * headDim, p.HiddenSize);
         }
         Add("norm.weight", WeightInit.Norm, p.HiddenSize);
+        if (p.Vision is { } v)
+            PlanVision(v, p.HiddenSize, Add);
         return weights;
+    }
+
+    /// <summary>The vision tower in Hugging Face's names (linears wrapped as "*.linear.weight") and the projector.</summary>
+    private static void PlanVision(TestVisionPreset v, int textHidden, Action<string, WeightInit, long[]> add)
+    {
+        const int patchValues = TestVisionPreset.PatchSize * TestVisionPreset.PatchSize * 3;
+        long width = (long)v.NumHeads * v.HeadDim;
+        add("vision_tower.patch_embedder.input_proj.weight", WeightInit.Projection, [v.HiddenSize, patchValues]);
+        add("vision_tower.patch_embedder.position_embedding_table", WeightInit.Projection, [2, v.PositionEmbeddingSize, v.HiddenSize]);
+        for (int i = 0; i < v.NumLayers; i++)
+        {
+            string layer = $"vision_tower.encoder.layers.{i}.";
+            add(layer + "input_layernorm.weight", WeightInit.Norm, [v.HiddenSize]);
+            add(layer + "mlp.down_proj.linear.weight", WeightInit.Projection, [v.HiddenSize, v.IntermediateSize]);
+            add(layer + "mlp.gate_proj.linear.weight", WeightInit.Projection, [v.IntermediateSize, v.HiddenSize]);
+            add(layer + "mlp.up_proj.linear.weight", WeightInit.Projection, [v.IntermediateSize, v.HiddenSize]);
+            add(layer + "post_attention_layernorm.weight", WeightInit.Norm, [v.HiddenSize]);
+            add(layer + "post_feedforward_layernorm.weight", WeightInit.Norm, [v.HiddenSize]);
+            add(layer + "pre_feedforward_layernorm.weight", WeightInit.Norm, [v.HiddenSize]);
+            add(layer + "self_attn.k_norm.weight", WeightInit.QkNorm, [v.HeadDim]);
+            add(layer + "self_attn.k_proj.linear.weight", WeightInit.Projection, [width, v.HiddenSize]);
+            add(layer + "self_attn.o_proj.linear.weight", WeightInit.Projection, [v.HiddenSize, width]);
+            add(layer + "self_attn.q_norm.weight", WeightInit.QkNorm, [v.HeadDim]);
+            add(layer + "self_attn.q_proj.linear.weight", WeightInit.Projection, [width, v.HiddenSize]);
+            add(layer + "self_attn.v_proj.linear.weight", WeightInit.Projection, [width, v.HiddenSize]);
+        }
+        add("vision_tower.std_bias", WeightInit.Projection, [v.HiddenSize]);
+        add("vision_tower.std_scale", WeightInit.Norm, [v.HiddenSize]);
+        add("embed_vision.embedding_projection.weight", WeightInit.Projection, [textHidden, v.HiddenSize]);
     }
 
     private static List<TensorSpec> TensorsOf(PlannedWeight w, string prefix)

@@ -1,7 +1,7 @@
 namespace Pipeline.Model.TestModels;
 
 /// <summary>
-/// Shapes of a generated Gemma-4 text model. Layer i uses full attention iff
+/// Shapes of a generated Gemma-4 model (a text decoder and optionally a vision tower). Layer i uses full attention iff
 /// (i+1) % <see cref="FullAttentionPeriod"/> == 0, sliding-window attention otherwise.
 /// Full-attention layers use global KV heads of <see cref="GlobalHeadDim"/> with K = V (no v_proj).
 /// </summary>
@@ -20,11 +20,15 @@ public sealed record TestModelPreset(
     int VocabSize,
     int MaxPositionEmbeddings)
 {
-    /// <summary>Like the tiny-a fixture: hidden 64, 6 layers (full attention at layers 2 and 5), the real vocabulary.</summary>
+    /// <summary>
+    /// Like the tiny-a fixture: hidden 64, 6 layers (full attention at layers 2 and 5), the real
+    /// vocabulary; plus a tiny vision tower.
+    /// </summary>
     public static readonly TestModelPreset Tiny = new(
         "tiny", HiddenSize: 64, NumLayers: 6, IntermediateSize: 128, NumHeads: 4, NumKvHeads: 2, HeadDim: 32,
         NumGlobalKvHeads: 1, GlobalHeadDim: 64, SlidingWindow: 16, FullAttentionPeriod: 3,
-        VocabSize: 262144, MaxPositionEmbeddings: 4096);
+        VocabSize: 262144, MaxPositionEmbeddings: 4096)
+    { Vision = TestVisionPreset.Tiny };
 
     /// <summary>Gemma-4-31B layer shapes, 60 layers.</summary>
     public static readonly TestModelPreset Gemma31B = new(
@@ -37,6 +41,9 @@ public sealed record TestModelPreset(
 
     public static IReadOnlyList<TestModelPreset> All { get; } = [Tiny, Small, Gemma31B];
 
+    /// <summary>The vision tower (vision_config and vision_tower.* / embed_vision.* weights), or null for text only.</summary>
+    public TestVisionPreset? Vision { get; init; }
+
     public bool IsFullAttention(int layer) => (layer + 1) % FullAttentionPeriod == 0;
 
     public static TestModelPreset Parse(string name) =>
@@ -45,13 +52,35 @@ public sealed record TestModelPreset(
             $"unknown test-model preset '{name}' (known: {string.Join(", ", All.Select(p => p.Name))})", nameof(name));
 }
 
+/// <summary>
+/// Shapes of a generated vision tower. Patches of 16 pixels, 3x3 pooling and RoPE theta 100, as Gemma 4;
+/// the position table must cover the widest patch grid an image can take (3 * budget patches).
+/// </summary>
+public sealed record TestVisionPreset(
+    int HiddenSize,
+    int NumLayers,
+    int IntermediateSize,
+    int NumHeads,
+    int HeadDim,
+    int PositionEmbeddingSize)
+{
+    public const int PatchSize = 16;
+    public const int PoolingKernel = 3;
+
+    /// <summary>Hidden 32, 2 layers, 2 heads of 16, table of 1024 positions (enough for the 280-token budget).</summary>
+    public static readonly TestVisionPreset Tiny = new(HiddenSize: 32, NumLayers: 2, IntermediateSize: 64, NumHeads: 2, HeadDim: 16, PositionEmbeddingSize: 1024);
+
+    /// <summary>Gemma-4-31B's tower: hidden 1152, 27 layers, 16 heads of 72, intermediate 4304.</summary>
+    public static readonly TestVisionPreset Gemma31B = new(HiddenSize: 1152, NumLayers: 27, IntermediateSize: 4304, NumHeads: 16, HeadDim: 72, PositionEmbeddingSize: 10240);
+}
+
 /// <summary>How a generated checkpoint stores its weights.</summary>
 public enum TestModelQuant
 {
-    /// <summary>MLX layout (language_model.model.*), the UD-Q2_K_XL recipe: embed and q/k/v 4-bit, gate/up 2-bit, down 3-bit, group 64.</summary>
+    /// <summary>MLX layout (language_model.model.*, vision_tower.*), the UD-Q2_K_XL recipe: embed and q/k/v 4-bit, gate/up 2-bit, down 3-bit, group 64; the vision tower bf16.</summary>
     UdQ2Kxl,
 
-    /// <summary>Hugging Face layout (model.language_model.*), every tensor bf16.</summary>
+    /// <summary>Hugging Face layout (model.language_model.*, model.vision_tower.*), every tensor bf16.</summary>
     Bf16,
 }
 
