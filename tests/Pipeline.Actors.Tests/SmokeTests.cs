@@ -20,5 +20,12 @@ public class SmokeTests(TinyModel tiny, Xunit.Abstractions.ITestOutputHelper out
         Assert.True(result.Finished.Usage.PromptTokens > 10);
         Assert.True(result.Finished.Usage.CompletionTokens >= 1);
         Assert.Equal(0, result.Finished.Usage.CachedTokens);
+        var second = await client.RunTurnAsync(new TurnRequest
+        {
+            SessionId = "smoke",
+            Messages = [ChatMessage.FromUser("And again")],
+            Options = new GenerationOptions { Temperature = 0, MaxNewTokens = 40 },
+        }).WaitAsync(TimeSpan.FromSeconds(60));
+        output.WriteLine($"{second.Finished} text='{second.Text}'");
     }
 }

@@ -33,10 +33,10 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
 {
     private sealed record StepTimeout(string RequestId);
 
-    private sealed class ResumeCheck
-    {
-        public static readonly ResumeCheck Instance = new();
-    }
+    /// <summary>Sent by an instance to itself at start: it comes after any hand-over from the instance before.</summary>
+    private sealed record ResumeCheck(Guid Instance);
+
+    private readonly Guid _instance = Guid.NewGuid();
 
     private readonly string _sessionId;
     private readonly PipelineModel _model;
@@ -57,7 +57,6 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
     private OutputSettings? _output;
     private string? _promptText;
     private int _logitsFor = -1;                     // _target.Count the cache's logits belong to, or -1
-    private FinishReason? _finishing;
     private bool _flushed;
     private bool _needsReplay;
     private int _reasoningTokens;
@@ -93,7 +92,7 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
     protected override void PreStart()
     {
         if (_record.ActiveTurn is not null)
-            Self.Tell(ResumeCheck.Instance);
+            Self.Tell(new ResumeCheck(_instance));
     }
 
     // ---------------------------------------------------------------- behaviours
@@ -107,7 +106,7 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
             Resume(m);
             Stash.UnstashAll();
         });
-        Receive<ResumeCheck>(_ =>
+        Receive<ResumeCheck>(m => m.Instance == _instance, _ =>
         {
             // No live turn came with the restart (its caller is gone): close the stale checkpoint.
             _record = _record with { ActiveTurn = null };
@@ -115,6 +114,7 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
             Become(Ready);
             Stash.UnstashAll();
         });
+        Receive<ResumeCheck>(_ => { });
         ReceiveAny(_ => Stash.Stash());
     }
 
@@ -165,7 +165,7 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
         string? invalid = Validate(request);
         if (invalid is not null)
         {
-            Reject(m.Output, invalid);
+            Reject(m.Request, m.Output, invalid);
             return;
         }
         SamplingOptions sampling;
@@ -175,7 +175,7 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
         }
         catch (ArgumentException e)
         {
-            Reject(m.Output, $"invalid sampling options: {e.Message}");
+            Reject(m.Request, m.Output, $"invalid sampling options: {e.Message}");
             return;
         }
 
@@ -232,7 +232,6 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
         _target.AddRange(checkpoint.Generated);
         _promptText = null;
         _logitsFor = -1;
-        _finishing = null;
         _flushed = false;
         _needsReplay = false;
         _reasoningTokens = 0;
@@ -257,7 +256,7 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
         if (checkpoint is null || checkpoint.Request.TurnId != live.Request.TurnId)
         {
             live.Completed = true;
-            Reject(live.Output, "the session's actor failed and the turn's progress was not in the session store");
+            Reject(live.Request, live.Output, "the session's actor failed and the turn's progress was not in the session store");
             live.Span?.Dispose();
             return;
         }
@@ -278,7 +277,7 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
         live.Span?.AddEvent(new ActivityEvent("session restarted", tags: new ActivityTagsCollection { ["restarts"] = restarts }));
         if (restarts > _settings.MaxTurnRestarts)
         {
-            Finish(FinishReason.Error, $"the session's actor failed {restarts} times during this turn (max-turn-restarts = {_settings.MaxTurnRestarts})");
+            Finish(FinishReason.Error, $"the session's actor failed {restarts} times in a row during this turn without producing a token (max-turn-restarts = {_settings.MaxTurnRestarts})");
             return;
         }
         // The detokenizer may hold this turn's tokens already; if not it says so and we replay.
@@ -320,8 +319,10 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
         Context.Stop(Self);
     }
 
-    private void Reject(System.Threading.Channels.ChannelWriter<ChatEvent> output, string error)
+    /// <summary>Ends a turn that never ran (or cannot go on) with an error event.</summary>
+    private void Reject(TurnRequest request, System.Threading.Channels.ChannelWriter<ChatEvent> output, string error)
     {
+        Context.System.EventStream.Publish(new TurnCompleted(request.SessionId, request.TurnId, [], [], FinishReason.Error, error));
         output.TryWrite(new TurnFinished(FinishReason.Error, TurnUsage.None, TurnTimings.None, error));
         output.TryComplete();
         PipelineTelemetry.Turns.Add(1, new KeyValuePair<string, object?>("finish_reason", "error"));
@@ -371,7 +372,7 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
                 Header(), _sessionId, _turn.Request.TurnId, index, checkpoint.Generated[index], Flush: false, _output!, ReplayFor(index)));
             return;
         }
-        if (_finishing is { } reason)
+        if (checkpoint.Finishing is { } reason)
         {
             if (!_flushed)
             {
@@ -519,17 +520,18 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
         int completion = checkpoint.Generated.Length + 1;
         if (_model.StopTokenIds.Contains(m.Token))
         {
-            checkpoint = checkpoint with { Sampler = m.State, EndedWithStopToken = true };
-            _finishing = FinishReason.Stop;
+            checkpoint = checkpoint with { Sampler = m.State, EndedWithStopToken = true, Finishing = FinishReason.Stop };
         }
         else
         {
-            checkpoint = checkpoint with { Generated = [.. checkpoint.Generated, m.Token], Sampler = m.State };
+            // Progress: restarts are counted from the last new token, so only a failure that keeps
+            // the turn from moving on at all exhausts max-turn-restarts.
+            checkpoint = checkpoint with { Generated = [.. checkpoint.Generated, m.Token], Sampler = m.State, Restarts = 0 };
             _target.Add(m.Token);
             if (m.Stop != SamplerStop.None)
-                _finishing = FinishReason.Repetition;
+                checkpoint = checkpoint with { Finishing = FinishReason.Repetition };
             else if (completion >= _turn!.Request.Options.MaxNewTokens || _target.Count >= _maxContext)
-                _finishing = FinishReason.Length;
+                checkpoint = checkpoint with { Finishing = FinishReason.Length };
         }
         _checkpoint = checkpoint;
         Save();
@@ -576,8 +578,8 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
             _checkpoint = checkpoint with { StreamedTokens = checkpoint.StreamedTokens + 1 };
         else
             _flushed = true;
-        if (m.StopHit)
-            _finishing ??= FinishReason.Stop;
+        if (m.StopHit && _checkpoint!.Finishing is null)
+            _checkpoint = _checkpoint with { Finishing = FinishReason.Stop };
         Save();
         Continue();
     }
@@ -709,10 +711,10 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
             span.Dispose();
         }
 
+        Context.System.EventStream.Publish(new TurnCompleted(_sessionId, turn.Request.TurnId, checkpoint.PromptIds, checkpoint.Generated, reason, error));
         _turn = null;
         _checkpoint = null;
         _target.Clear();
-        _finishing = null;
         Stash.UnstashAll();
     }
 
@@ -750,7 +752,7 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
         if (attempt2 > _settings.MaxTurnRestarts)
         {
             if (inner is StartTurn lost)
-                Reject(lost.Output, $"the session's actor failed {attempt2} times before the turn could start: {ErrorText(reason)}");
+                Reject(lost.Request, lost.Output, $"the session's actor failed {attempt2} times before the turn could start: {ErrorText(reason)}");
             return;
         }
         Self.Tell(new Redelivered(MessageHeader.Create(), _sessionId, inner, replyTo, attempt2), replyTo);
@@ -765,7 +767,7 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
             return;
         }
         resume.Live.Completed = true;
-        Reject(resume.Live.Output, $"the session's actor failed {resume.Attempt} times in a row during this turn: {ErrorText(reason)}");
+        Reject(resume.Live.Request, resume.Live.Output, $"the session's actor failed {resume.Attempt} times in a row during this turn: {ErrorText(reason)}");
         resume.Live.Span?.Dispose();
     }
 

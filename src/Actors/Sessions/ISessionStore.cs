@@ -29,7 +29,8 @@ public sealed record SessionRecord(string SessionId, IReadOnlyList<ChatMessage> 
 /// the session's actor restarts (re-prefill <see cref="PromptIds"/> + <see cref="Generated"/>,
 /// restore <see cref="Sampler"/>, continue). <see cref="StreamedTokens"/> counts the generated tokens
 /// whose events already reached the caller; <see cref="EndedWithStopToken"/>: the last sampled token
-/// was an end-of-turn token (counted in usage, never streamed or fed). <see cref="Sampler"/> is an in-process snapshot: a store
+/// was an end-of-turn token (counted in usage, never streamed or fed); <see cref="Finishing"/>: the
+/// turn has decided to end (it still streams what is pending, then finishes with this reason). <see cref="Sampler"/> is an in-process snapshot: a store
 /// that cannot keep it returns null there, and such a turn ends with an error event on restart
 /// instead of resuming (when it had streamed anything).
 /// </summary>
@@ -44,4 +45,5 @@ public sealed record TurnCheckpoint(
     long FirstTokenAtUtcTicks,
     double PrefillMs,
     int Restarts,
-    bool EndedWithStopToken = false);
+    bool EndedWithStopToken = false,
+    FinishReason? Finishing = null);

@@ -21,12 +21,13 @@ public sealed class TinyModel : IDisposable
         pipeline.prefill-chunk = 16
         pipeline.sliding-cache-reserve = 32
         pipeline.step-timeout = 60s
+        akka.actor.serialize-messages = on
         """;
 
     /// <summary>A fresh actor system running the pipeline on the shared model.</summary>
     public (ActorSystem System, PipelineClient Client) Start(string hocon = "", string name = "pipeline-test")
     {
-        var system = ActorSystem.Create(name, PipelineConfig.Load(hocon + "\n" + TestHocon));
+        var system = ActorSystem.Create(name, PipelineConfig.Load(TestHocon + "\n" + hocon));
         return (system, PipelineClient.Start(system, Model));
     }
 
