@@ -25,7 +25,8 @@ public sealed class Tokenizer
 {
     private const char WordStart = MergeBuilder.WordStart;
     private const int CachedWordMaxLength = 48;
-    private const int WordCacheCapacity = 200_000;
+    private const int WordCacheCapacity = 200_000;  // ~25 MB at most
+    private const int ScratchKeptSymbols = 1 << 16; // bigger per-thread buffers are dropped after use
 
     private static readonly Lazy<Tokenizer> s_gemma4 = new(() =>
     {
@@ -153,6 +154,10 @@ public sealed class Tokenizer
         return _tokens[id];
     }
 
+    /// <summary>
+    /// Encodes like HF's encode(text, add_special_tokens); <paramref name="addSpecialTokens"/>
+    /// applies the post-processor template (for Gemma: &lt;bos&gt; first).
+    /// </summary>
     public int[] Encode(string text, bool addSpecialTokens = false)
     {
         var output = new List<int>(text.Length / 3 + 4);
@@ -177,6 +182,8 @@ public sealed class Tokenizer
                 start = at + length;
             }
             EncodeSegment(text[start..], output, scratch);
+            if (scratch.Ids.Length > ScratchKeptSymbols)
+                t_scratch = null; // a huge input should not pin megabytes on every thread that saw one
         }
         finally
         {
@@ -187,6 +194,11 @@ public sealed class Tokenizer
             output.AddRange(_suffixIds);
     }
 
+    /// <summary>
+    /// Decodes like HF's decode(ids, skip_special_tokens). Unlike HF, which silently drops ids it
+    /// does not know, an id outside the vocabulary throws <see cref="ArgumentOutOfRangeException"/>
+    /// naming the id and its position.
+    /// </summary>
     public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false)
     {
         var text = new StringBuilder(ids.Length * 4);

@@ -105,7 +105,7 @@ internal sealed class TokenizerFile
                     added = ReadAddedTokens(ref reader, source);
                     break;
                 case "normalizer":
-                    normalizer = ReadReplace(JsonElementOrNull(ref reader), source, "normalizer");
+                    normalizer = ReadNormalizer(JsonElementOrNull(ref reader), source);
                     break;
                 case "pre_tokenizer":
                     preTokenizer = JsonElementOrNull(ref reader);
@@ -278,6 +278,8 @@ internal sealed class TokenizerFile
         {
             string where = $"added_tokens[{index++}]";
             int id = item.GetProperty("id").GetInt32();
+            if (id < 0)
+                throw new InvalidDataException($"{source}: {where}.id is {id}.");
             string content = item.GetProperty("content").GetString()
                 ?? throw new InvalidDataException($"{source}: {where}.content is null.");
             foreach (string flag in (ReadOnlySpan<string>)["single_word", "lstrip", "rstrip", "normalized"])
@@ -297,6 +299,19 @@ internal sealed class TokenizerFile
             return null;
         using var doc = JsonDocument.ParseValue(ref reader);
         return doc.RootElement.Clone();
+    }
+
+    /// <summary>Null, one Replace, or a Sequence holding at most one Replace.</summary>
+    private static (string Pattern, string Content)? ReadNormalizer(JsonElement? element, string source)
+    {
+        if (element is { } e && e.GetProperty("type").GetString() == "Sequence")
+        {
+            var steps = e.GetProperty("normalizers").EnumerateArray().ToList();
+            if (steps.Count > 1)
+                throw Unsupported(source, "normalizer", $"a Sequence of {steps.Count} steps (at most one Replace is implemented)");
+            return steps.Count == 0 ? null : ReadReplace(steps[0], source, "normalizer.normalizers[0]");
+        }
+        return ReadReplace(element, source, "normalizer");
     }
 
     /// <summary>A Replace step with a plain string pattern (normalizer or decoder); null stays null.</summary>

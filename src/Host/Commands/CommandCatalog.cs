@@ -7,6 +7,8 @@ public static class CommandCatalog
 {
     public static IEnumerable<Command> All()
     {
-        yield break;
+        yield return TokenizeCommand.Create();
+        yield return DetokenizeCommand.Create();
+        yield return RenderChatCommand.Create();
     }
 }
