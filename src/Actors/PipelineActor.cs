@@ -61,6 +61,9 @@ public abstract class PipelineActor : ReceiveActor
     {
     }
 
+    /// <summary>Whether test-only fault injection runs before handling <paramref name="message"/> (executors inject at their batch pass instead).</summary>
+    protected virtual bool InjectsFaultsOnReceive(object message) => true;
+
     protected override bool AroundReceive(Receive receive, object message)
     {
         if (message is not IPipelineMessage pipelineMessage)
@@ -91,7 +94,8 @@ public abstract class PipelineActor : ReceiveActor
         _detached = false;
         try
         {
-            Faults.BeforeHandling(Role, message);
+            if (InjectsFaultsOnReceive(message))
+                Faults.BeforeHandling(Role, message);
             return base.AroundReceive(receive, message);
         }
         catch (Exception e)
@@ -112,9 +116,15 @@ public abstract class PipelineActor : ReceiveActor
     protected override void PreRestart(Exception reason, object message)
     {
         PipelineTelemetry.Restarts.Add(1, RoleTag);
-        if (message is IStageRequest request && request.SessionId is { } session)
-            ReportLost(request, reason, _currentSender);
+        ReportLostRequests(reason, message);
         base.PreRestart(reason, message);
+    }
+
+    /// <summary>Called before a restart: by default, a failed <see cref="IStageRequest"/> is reported to its sender.</summary>
+    protected virtual void ReportLostRequests(Exception reason, object message)
+    {
+        if (message is IStageRequest request)
+            ReportLost(request, reason, _currentSender);
     }
 
     /// <summary>Tells <paramref name="requester"/> its request was lost in a failure.</summary>

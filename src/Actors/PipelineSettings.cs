@@ -39,7 +39,7 @@ public sealed record PipelineSettings
     /// <summary>Tries per step or stage request lost to a failing actor before the turn ends with an error event.</summary>
     public int MaxStepRetries { get; init; } = 5;
 
-    /// <summary>Restarts of a session's actor during one turn before that turn ends with an error event.</summary>
+    /// <summary>Restarts of a session's actor in a row within a turn (without a new token in between) before the turn ends with an error event.</summary>
     public int MaxTurnRestarts { get; init; } = 8;
 
     /// <summary>Routees of the tokenizer pool.</summary>

@@ -47,13 +47,16 @@ public sealed class FaultInjector
 
     public bool Enabled => _faults.Count > 0;
 
+    /// <summary>Switches injection off (and on again) without restarting anything, e.g. to check a system serves normally after chaos.</summary>
+    public bool Active { get; set; } = true;
+
     /// <summary>Faults injected so far into actors of <paramref name="role"/>.</summary>
     public long Injected(ActorRole role) => Interlocked.Read(ref _injected[(int)role]);
 
     /// <summary>Throws the configured fault with its probability; otherwise returns.</summary>
     public void BeforeHandling(ActorRole role, object message)
     {
-        if (!_faults.TryGetValue(role, out var fault) || fault.Probability <= 0)
+        if (!Active || !_faults.TryGetValue(role, out var fault) || fault.Probability <= 0)
             return;
         double draw;
         lock (_random)

@@ -28,6 +28,9 @@ public sealed record MessageHeader(
         return new MessageHeader(Guid.NewGuid().ToString("N"), parent, state, DateTime.UtcNow.Ticks);
     }
 
+    /// <summary>The same trace context under a new id, enqueued now (a message sent again).</summary>
+    public MessageHeader Resent() => this with { MessageId = Guid.NewGuid().ToString("N"), EnqueuedAtUtcTicks = DateTime.UtcNow.Ticks };
+
     /// <summary>The sender's context, or default when the message was sent outside any trace.</summary>
     [IgnoreMember]
     public ActivityContext ParentContext =>

@@ -59,3 +59,15 @@ public sealed record SessionEnded(
 {
     string? IPipelineMessage.SessionId => SessionId;
 }
+
+/// <summary>
+/// Published on the actor system's event stream when a turn ends: the token ids it ran on and
+/// produced (for logs, audits and tests; the caller's stream carries text).
+/// </summary>
+public sealed record TurnCompleted(
+    string SessionId,
+    string TurnId,
+    int[] PromptIds,
+    int[] GeneratedIds,
+    FinishReason Reason,
+    string? Error) : Akka.Actor.INoSerializationVerificationNeeded;

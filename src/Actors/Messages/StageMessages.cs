@@ -141,7 +141,10 @@ public sealed record DetokenizeToken(
     int IStepMessage.Step => TokenIndex;
 }
 
-/// <summary>Events for one token; <see cref="StopHit"/>: a stop string appeared (the text before it is in the events).</summary>
+/// <summary>
+/// Events for one token; <see cref="StopHit"/>: a stop string appeared (the text before it is in the
+/// events); <see cref="ReasoningTokens"/>: how many of the turn's tokens so far were reasoning.
+/// </summary>
 [MessagePackObject]
 public sealed record TokenDetokenized(
     [property: Key(0)] MessageHeader Header,
@@ -150,7 +153,8 @@ public sealed record TokenDetokenized(
     [property: Key(3)] int TokenIndex,
     [property: Key(4)] string RequestId,
     [property: Key(5)] IReadOnlyList<ChatEvent> Events,
-    [property: Key(6)] bool StopHit) : ISerializableMessage, IStepMessage
+    [property: Key(6)] bool StopHit,
+    [property: Key(7)] int ReasoningTokens) : ISerializableMessage, IStepMessage
 {
     string? IPipelineMessage.SessionId => SessionId;
     int IStepMessage.Step => TokenIndex;

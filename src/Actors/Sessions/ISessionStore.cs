@@ -28,7 +28,9 @@ public sealed record SessionRecord(string SessionId, IReadOnlyList<ChatMessage> 
 /// Progress of the turn in flight, saved after each sampled token: enough to resume it exactly after
 /// the session's actor restarts (re-prefill <see cref="PromptIds"/> + <see cref="Generated"/>,
 /// restore <see cref="Sampler"/>, continue). <see cref="StreamedTokens"/> counts the generated tokens
-/// whose events already reached the caller. <see cref="Sampler"/> is an in-process snapshot: a store
+/// whose events already reached the caller; <see cref="EndedWithStopToken"/>: the last sampled token
+/// was an end-of-turn token (counted in usage, never streamed or fed); <see cref="Finishing"/>: the
+/// turn has decided to end (it still streams what is pending, then finishes with this reason). <see cref="Sampler"/> is an in-process snapshot: a store
 /// that cannot keep it returns null there, and such a turn ends with an error event on restart
 /// instead of resuming (when it had streamed anything).
 /// </summary>
@@ -42,4 +44,6 @@ public sealed record TurnCheckpoint(
     long StartedAtUtcTicks,
     long FirstTokenAtUtcTicks,
     double PrefillMs,
-    int Restarts);
+    int Restarts,
+    bool EndedWithStopToken = false,
+    FinishReason? Finishing = null);
