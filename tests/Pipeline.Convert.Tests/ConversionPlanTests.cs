@@ -123,3 +123,28 @@ public class ConversionPlanTests
         Assert.Equal("model-00002-of-00003.safetensors", ConversionPlan.ShardFileName(1, 3));
     }
 }
+
+public class ConversionPlan31BTests
+{
+    /// <summary>
+    /// The full 31B shapes, planned without writing anything: unsloth at 2 bits turns make-test-model's bf16
+    /// layout into exactly the tensors of its UD-Q2_K_XL layout (an independent rendering of the seed recipe).
+    /// </summary>
+    [Fact]
+    public void Unsloth2_On31BShapes_MatchesTheSeedLayoutAndSize()
+    {
+        var bf16 = Pipeline.Model.TestModels.TestModelPlan.Create(
+            Pipeline.Model.TestModels.TestModelPreset.Gemma31B, Pipeline.Model.TestModels.TestModelQuant.Bf16);
+        var seed = Pipeline.Model.TestModels.TestModelPlan.Create(
+            Pipeline.Model.TestModels.TestModelPreset.Gemma31B, Pipeline.Model.TestModels.TestModelQuant.UdQ2Kxl);
+        var plan = ConversionPlan.Build(
+            bf16.Tensors.Select(t => new SourceTensor(t.Name, t.DType.ToString(), t.Shape)),
+            QuantRecipe.Create("unsloth", 2, 64));
+
+        var expected = seed.Tensors.OrderBy(t => t.Name, StringComparer.Ordinal).Select(t => $"{t.Name} {t.DType} [{string.Join(',', t.Shape)}]");
+        Assert.Equal(expected, plan.Outputs.Select(o => $"{o.Name} {o.DType} [{string.Join(',', o.Shape)}]"));
+        Assert.Equal(seed.TotalBytes, plan.TotalOutputBytes);
+        Assert.InRange(plan.TotalOutputBytes, 17.3e9, 17.5e9);
+        Assert.Equal(4, plan.Shards(5L << 30).Count);
+    }
+}

@@ -49,4 +49,34 @@ public class ConverterTests
         Assert.Equal(4, Assert.IsType<Pipeline.Kernels.QuantizedWeight>(checkpoint.Layer(0).QProj).Bits);
         Assert.Equal([Path.GetFileName(output)], Directory.GetFileSystemEntries(temp.Path).Select(Path.GetFileName));
     }
+
+    [Fact]
+    public void OutputLargerThanTheShardLimit_IsSplitIntoNamedShardsWithAnIndex()
+    {
+        using var temp = TestPaths.NewTempFolder();
+        var options = new ConvertOptions
+        {
+            InputDir = MalformedInputTests.SmallModel(temp.Path),
+            OutputDir = Path.Combine(temp.Path, "out"),
+            Quantize = true,
+            Recipe = "unsloth",
+            Bits = 2,
+            MaxShardBytes = 6000,
+        };
+        string output = Converter.Run(options, null, _ => { });
+        using var single = TestPaths.NewTempFolder();
+        string reference = Converter.Run(options with { OutputDir = Path.Combine(single.Path, "one"), MaxShardBytes = 5L << 30 }, null, _ => { });
+
+        var files = Directory.GetFiles(output, "*.safetensors").Select(Path.GetFileName).Order().ToList();
+        Assert.True(files.Count >= 3, string.Join(", ", files));
+        Assert.Equal(Enumerable.Range(1, files.Count).Select(i => $"model-{i:D5}-of-{files.Count:D5}.safetensors"), files);
+        using var sharded = SafetensorsSet.Open(output);
+        using var whole = SafetensorsSet.Open(reference);
+        Assert.Equal(whole.Names.Order(StringComparer.Ordinal), sharded.Names.Order(StringComparer.Ordinal));
+        foreach (string name in whole.Names)
+            Assert.True(whole.Bytes(name).SequenceEqual(sharded.Bytes(name)), name);
+        // Names run in sorted order across the shards.
+        var order = sharded.Files.SelectMany(f => f.Tensors.Keys).ToList();
+        Assert.Equal(order.Order(StringComparer.Ordinal), order);
+    }
 }

@@ -8,7 +8,7 @@ namespace Pipeline.Convert.Tests;
 public class MalformedInputTests
 {
     /// <summary>A small Gemma-4 folder: tiny-a's config and layer 0's attention tensors, in one file or two shards.</summary>
-    private static string SmallModel(string root, bool sharded = false, string normDType = "BF16")
+    internal static string SmallModel(string root, bool sharded = false, string normDType = "BF16")
     {
         string folder = Path.Combine(root, "in");
         Directory.CreateDirectory(folder);
