@@ -54,7 +54,10 @@ public static class GenerateCommand
                     parse.GetValue(temperature) ?? defaults.Temperature,
                     parse.GetValue(topK) ?? defaults.TopK,
                     parse.GetValue(topP) ?? defaults.TopP,
-                    parse.GetValue(minP) ?? defaults.MinP) with { Seed = parse.GetValue(seed) };
+                    parse.GetValue(minP) ?? defaults.MinP) with
+                {
+                    Seed = parse.GetValue(seed),
+                };
 
                 var messages = new List<ChatMessage>();
                 if (parse.GetValue(system) is { } systemText)
