@@ -6,6 +6,13 @@ namespace Pipeline.Model;
 /// [n, hidden] as they are (not multiplied by the text embedding scale; their token ids are only
 /// placeholders), and while prefilled they attend to each other in both directions on every layer.
 /// Start counts from the first id of the call (or of the batch segment) it is given with.
+/// <para>
+/// As in Hugging Face's Gemma-4 (use_bidirectional_attention = "vision"), the block is the image's soft
+/// tokens only: its boi and eoi tokens stay causal. One difference: on sliding layers a row of a span
+/// longer than the window still cannot see span rows more than a window back (the attention op applies
+/// the window before the bidirectional range), where HF lets the whole block see itself. Only an image
+/// longer than the window is affected: for Gemma-4-31B (window 1024) the 1120-token budget.
+/// </para>
 /// </summary>
 public readonly record struct EmbeddingSpan(int Start, ReadOnlyMemory<float> Rows)
 {
