@@ -18,6 +18,7 @@ public sealed class Engine : IDisposable
     private readonly Gemma4Forward _forward;
     private readonly ForwardBatch _batch;
     private readonly ForwardWorkspace _work;
+    private readonly EmbeddingSpan[] _blockSpans;   // one block's embedding spans, starts relative to the block
 
     private Engine(Gemma4Checkpoint checkpoint, EngineOptions options)
     {
@@ -32,6 +33,7 @@ public sealed class Engine : IDisposable
         _forward = new Gemma4Forward(Backend, checkpoint);
         _batch = _forward.CreateBatch(options.MaxBatchRows);
         _work = _forward.CreateWorkspace(options.MaxBatchRows, options.MaxLogitRows);
+        _blockSpans = new EmbeddingSpan[options.MaxBatchRows];
     }
 
     /// <summary>Opens the checkpoint in <paramref name="directory"/> (memory-mapped) and prepares the forward pass.</summary>
@@ -67,19 +69,52 @@ public sealed class Engine : IDisposable
     /// logits into <paramref name="logits"/>: for every position from <paramref name="firstReported"/>
     /// on when a callback is given, else for the last position only.
     /// </summary>
-    internal void Compute(KvCache cache, ReadOnlySpan<int> tokens, int firstReported, Span<float> logits, LogitsCallback? callback)
+    internal void Compute(KvCache cache, ReadOnlySpan<int> tokens, int firstReported, Span<float> logits, LogitsCallback? callback) =>
+        Compute(cache, tokens, [], firstReported, logits, callback);
+
+    /// <summary>
+    /// <see cref="Compute(KvCache, ReadOnlySpan{int}, int, Span{float}, LogitsCallback?)"/> with rows of
+    /// <paramref name="tokens"/> given as embeddings (<paramref name="embedded"/>: starts are positions,
+    /// in order, none beginning before cache.Length and ending after it). Blocks end before a span rather
+    /// than split it, since a span's rows must see each other in one pass.
+    /// </summary>
+    internal void Compute(
+        KvCache cache, ReadOnlySpan<int> tokens, ReadOnlySpan<EmbeddingSpan> embedded, int firstReported, Span<float> logits, LogitsCallback? callback)
     {
         lock (_gate)
         {
             Span<int> rows = stackalloc int[_work.MaxLogitRows];
-            int layers = Config.NumHiddenLayers, vocab = Config.VocabSize;
+            int layers = Config.NumHiddenLayers, vocab = Config.VocabSize, hidden = Config.HiddenSize;
+            int nextSpan = 0;
+            while (nextSpan < embedded.Length && embedded[nextSpan].Start + embedded[nextSpan].Count(hidden) <= cache.Length)
+                nextSpan++;
             while (cache.Length < tokens.Length)
             {
                 int start = cache.Length;
                 int count = Math.Min(_batch.MaxRows, tokens.Length - start);
+                int spans = 0;
+                while (nextSpan < embedded.Length && embedded[nextSpan].Start < start + count)
+                {
+                    var span = embedded[nextSpan];
+                    int end = span.Start + span.Count(hidden);
+                    if (span.Start < start)
+                        throw new InvalidOperationException($"an embedding span starts at position {span.Start}, inside the cached prefix of {start}");
+                    if (end > start + count)
+                    {
+                        if (span.Start == start)
+                            throw new ArgumentException(
+                                $"an image of {end - span.Start} rows at position {span.Start} must run in one forward block, but blocks hold at most {_batch.MaxRows} rows (EngineOptions.MaxBatchRows)",
+                                nameof(embedded));
+                        count = span.Start - start; // the span starts the next block
+                        break;
+                    }
+                    _blockSpans[spans++] = span with { Start = span.Start - start };
+                    nextSpan++;
+                }
                 cache.Reserve(start + count);
                 _batch.Clear();
-                _batch.Add(cache, tokens.Slice(start, count), start);
+                _batch.Add(cache, tokens.Slice(start, count), start, _blockSpans.AsSpan(0, spans));
+                _blockSpans.AsSpan(0, spans).Clear();
                 _forward.Embed(_batch);
                 _forward.RunLayers(_batch, _work, 0, layers);
                 cache.Advance(count);

@@ -7,13 +7,14 @@ namespace Pipeline.Model;
 /// The Gemma-4 text decoder, as plain math against <see cref="IBackend"/>:
 /// <code>
 /// RMSNorm(x; w) = x * rsqrt(mean(x^2) + eps) * w          (plain w, not 1 + w)
-/// h = Embed[ids] * bf16(sqrt(hidden))
+/// h = Embed[ids] * bf16(sqrt(hidden))          (rows of an embedding span, e.g. an image: its given rows as they are)
 /// per layer L (D, KVH per layer kind):
 ///   r = h; x = RMSNorm(h; input_layernorm)
 ///   q = RoPE(RMSNorm_per_head(q_proj(x); q_norm))
 ///   kraw = k_proj(x);  k = RoPE(RMSNorm_per_head(kraw; k_norm))
 ///   v = RMSNormNoScale_per_head(full &amp;&amp; attention_k_eq_v ? kraw : v_proj(x))      (no RoPE)
-///   attn = softmax(q.k * 1.0, causal, sliding: q - k &lt; window) . v, query head i on KV head i / (H / KVH)
+///   attn = softmax(q.k * 1.0, causal, sliding: q - k &lt; window) . v, query head i on KV head i / (H / KVH);
+///          rows of one embedding span (an image) also see the span's later rows
 ///   h = r + RMSNorm(o_proj(attn); post_attention_layernorm)
 ///   r = h; m = RMSNorm(h; pre_feedforward_layernorm)
 ///   h = r + RMSNorm(down(gelu_tanh(gate(m)) * up(m)); post_feedforward_layernorm)
@@ -58,9 +59,13 @@ public sealed class Gemma4Forward : IDisposable
 
     public Gemma4TextConfig Text => _text;
 
-    /// <summary>h = Embed[ids] * bf16(sqrt(hidden)).</summary>
-    public void Embed(ForwardBatch batch) =>
+    /// <summary>h = Embed[ids] * bf16(sqrt(hidden)), then the batch's embedding spans (image rows) written over their rows as given.</summary>
+    public void Embed(ForwardBatch batch)
+    {
         _backend.Embed(_embedding, batch.Ids, _embedScale, batch.HiddenRows);
+        foreach (var span in batch.Embedded)
+            _backend.Write(batch.Hidden.Slice((long)span.Start * _text.HiddenSize, span.Rows.Length), span.Rows.Span);
+    }
 
     /// <summary>Layers [firstLayer, endLayer) over every row of the batch; writes each segment's K/V into its cache.</summary>
     public void RunLayers(ForwardBatch batch, ForwardWorkspace work, int firstLayer, int endLayer)
@@ -119,7 +124,7 @@ public sealed class Gemma4Forward : IDisposable
             _backend.Attention(
                 q.Rows(segment.FirstRow, segment.Rows, shape.QueryWidth), segmentK, segmentV, cache,
                 segment.StartPosition, segment.Rows, shape,
-                attention.Rows(segment.FirstRow, segment.Rows, shape.QueryWidth), []);
+                attention.Rows(segment.FirstRow, segment.Rows, shape.QueryWidth), batch.Bidirectional(s));
             _backend.StoreKv(segmentK, segmentV, cache, segment.StartPosition, segment.Rows, shape.KvWidth);
         }
 

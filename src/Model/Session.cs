@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace Pipeline.Model;
 
 /// <summary>
@@ -10,6 +12,13 @@ namespace Pipeline.Model;
 /// its remaining tokens from position 0 during the next prefill; <see cref="CachedLength"/> shows
 /// how many positions are reused.
 /// </para>
+/// <para>
+/// Images: <see cref="Prefill(ReadOnlySpan{int}, ReadOnlySpan{EmbeddingSpan}, LogitsCallback?)"/> takes
+/// rows given as embeddings. The session keeps them with its tokens (so a replay recomputes them), and
+/// its state always equals a fresh prefill of its tokens with its spans; truncating into a span keeps
+/// the span's leading rows and moves the cache back to the span's start, which is recomputed.
+/// Token ids do not identify images: a caller reusing a prefix across turns must compare images too.
+/// </para>
 /// </summary>
 public sealed class Session : IDisposable
 {
@@ -17,6 +26,7 @@ public sealed class Session : IDisposable
     private readonly KvCache _cache;
     private readonly int[] _tokens;
     private readonly float[] _logits;
+    private readonly List<EmbeddingSpan> _embedded = [];   // starts are positions
     private int _length;
     private bool _hasLogits;
 
@@ -56,6 +66,22 @@ public sealed class Session : IDisposable
         Append(ids, everyPosition);
     }
 
+    /// <summary>
+    /// Appends <paramref name="ids"/> of which the spans in <paramref name="embedded"/> (starts counted from
+    /// ids[0]) take the given rows instead of token embeddings and attend bidirectionally among
+    /// themselves: an image's projected soft tokens. Logits as for the other Prefill overloads. Each span
+    /// must fit in one forward block (EngineOptions.MaxBatchRows). The rows are kept (not copied): leave
+    /// them unchanged while the session holds them.
+    /// </summary>
+    public void Prefill(ReadOnlySpan<int> ids, ReadOnlySpan<EmbeddingSpan> embedded, LogitsCallback? everyPosition = null)
+    {
+        EmbeddingSpan.Validate(embedded, ids.Length, _engine.Config.HiddenSize, nameof(embedded));
+        Append(ids, embedded, everyPosition);
+    }
+
+    /// <summary>The spans given as embeddings that the session holds, starts as positions.</summary>
+    public IReadOnlyList<EmbeddingSpan> Embedded => _embedded;
+
     /// <summary>Appends one token and computes the next logits. Allocates nothing.</summary>
     public void Decode(int id) => Append(new ReadOnlySpan<int>(in id), null);
 
@@ -68,10 +94,27 @@ public sealed class Session : IDisposable
             return;
         _length = length;
         _hasLogits = false;
-        if (_cache.Length > length)
+        // Keep the cache only up to the start of a span cut in two: its kept rows saw the dropped ones.
+        int cached = length;
+        int hidden = _engine.Config.HiddenSize;
+        for (int i = _embedded.Count - 1; i >= 0; i--)
         {
-            if (_cache.CanTruncateTo(length))
-                _cache.Truncate(length);
+            var span = _embedded[i];
+            int end = span.Start + span.Count(hidden);
+            if (span.Start >= length)
+            {
+                _embedded.RemoveAt(i);
+            }
+            else if (end > length)
+            {
+                _embedded[i] = span with { Rows = span.Rows[..((length - span.Start) * hidden)] };
+                cached = span.Start;
+            }
+        }
+        if (_cache.Length > cached)
+        {
+            if (_cache.CanTruncateTo(cached))
+                _cache.Truncate(cached);
             else
                 _cache.Clear();   // recomputed from position 0 by the next Prefill/Decode
         }
@@ -80,11 +123,14 @@ public sealed class Session : IDisposable
     public void Reset()
     {
         _length = 0;
+        _embedded.Clear();
         _hasLogits = false;
         _cache.Clear();
     }
 
-    private void Append(ReadOnlySpan<int> ids, LogitsCallback? callback)
+    private void Append(ReadOnlySpan<int> ids, LogitsCallback? callback) => Append(ids, [], callback);
+
+    private void Append(ReadOnlySpan<int> ids, ReadOnlySpan<EmbeddingSpan> embedded, LogitsCallback? callback)
     {
         if (ids.IsEmpty)
             throw new ArgumentException("the prompt is empty: prefill needs at least one token id", nameof(ids));
@@ -104,9 +150,11 @@ public sealed class Session : IDisposable
         ids.CopyTo(_tokens.AsSpan(_length));
         _length += ids.Length;
         _hasLogits = false;
+        foreach (var span in embedded)
+            _embedded.Add(span with { Start = first + span.Start });
         try
         {
-            _engine.Compute(_cache, _tokens.AsSpan(0, _length), first, _logits, callback);
+            _engine.Compute(_cache, _tokens.AsSpan(0, _length), CollectionsMarshal.AsSpan(_embedded), first, _logits, callback);
         }
         catch
         {
