@@ -21,10 +21,10 @@ public sealed record GenerationOptions
     /// <summary>Texts that end the turn when the visible output contains them (they are not streamed).</summary>
     [Key(6)] public IReadOnlyList<string>? Stop { get; init; }
 
-    /// <summary>Lets the model think first (the template's enable_thinking).</summary>
-    [Key(7)] public bool EnableThinking { get; init; }
+    /// <summary>Lets the model think first (the template's enable_thinking); null = <see cref="ReasoningEffort"/> decides (off without it).</summary>
+    [Key(7)] public bool? EnableThinking { get; init; }
 
-    /// <summary>low, medium or high when thinking; null = the template's default.</summary>
+    /// <summary>none, low, medium or high (Gemma 4 thinks at medium and high); null = unset.</summary>
     [Key(8)] public string? ReasoningEffort { get; init; }
 
     /// <summary>Tool declarations (an OpenAI-style JSON array of {type: function, function: {...}}), or null.</summary>

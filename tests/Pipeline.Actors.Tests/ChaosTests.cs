@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using Pipeline.Actors.Messages;
 using Pipeline.Actors.Tests.Infrastructure;
 using Xunit.Abstractions;
-using TokenizerModel = Pipeline.Tokenizer.Tokenizer;
 
 namespace Pipeline.Actors.Tests;
 
@@ -41,7 +40,7 @@ public class ChaosTests(TinyModel tiny, Reference reference, ITestOutputHelper o
         var (system, client) = tiny.Start(ChaosHocon, "chaos");
         using var _ = system;
         var completed = TurnRecording.Attach(system);
-        var format = new TestChatFormat(TokenizerModel.LoadGemma4());
+        var format = tiny.Model.ChatFormat;
         var outcomes = new ConcurrentBag<Outcome>();
 
         async Task Drive(int session)
@@ -83,8 +82,16 @@ public class ChaosTests(TinyModel tiny, Reference reference, ITestOutputHelper o
                 }
                 int[] expected = reference.Generate(expectedPrompt, tiny.Model.SamplingFor(request.Options), MaxNewTokens);
                 outcomes.Add(new Outcome(id, turn, result, record.PromptIds, record.GeneratedIds, expected));
-                if (result.Text.Length > 0 || result.Finished.Error is null)
-                    history.Add(new ChatMessage { Role = ChatMessage.Assistant, Content = result.Text });
+                if (result.Text.Length > 0 || result.Reasoning.Length > 0 || result.ToolCalls.Count > 0 || result.Finished.Error is null)
+                {
+                    history.Add(new ChatMessage
+                    {
+                        Role = ChatMessage.Assistant,
+                        Content = result.Text,
+                        Reasoning = result.Reasoning.Length > 0 ? result.Reasoning : null,
+                        ToolCalls = result.ToolCalls.Count > 0 ? result.ToolCalls : null,
+                    });
+                }
             }
             // The store kept exactly this history.
             var transcript = await client.GetTranscriptAsync(id);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Pipeline.Actors.Telemetry;
 using Pipeline.Actors.Tests.Infrastructure;
+using Pipeline.Tokenizer.Parsing;
 
 namespace Pipeline.Actors.Tests;
 
@@ -60,7 +61,9 @@ public class DeterminismTests(TinyModel tiny, Reference reference) : IClassFixtu
             Assert.True(alone.SequenceEqual(turn.GeneratedIds),
                 $"session {i}: concurrent [{string.Join(",", turn.GeneratedIds)}] vs alone [{string.Join(",", alone)}]");
             Assert.Equal(turn.GeneratedIds.Length, results[i].Finished.Usage.CompletionTokens - (turn.Reason == FinishReason.Stop ? 1 : 0));
-            Assert.Equal(tiny.Model.Tokenizer.Decode(turn.GeneratedIds, skipSpecialTokens: true), results[i].Text);
+            var parsed = Gemma4OutputParser.Parse(tiny.Model.Tokenizer.Decode(turn.GeneratedIds));
+            Assert.Equal(parsed.Content, results[i].Text);
+            Assert.Equal(parsed.Reasoning, results[i].Reasoning);
         }
     }
 

@@ -226,7 +226,7 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
         _checkpoint = checkpoint;
         _sampling = sampling;
         var options = live.Request.Options;
-        _output = new OutputSettings(options.Stop ?? [], options.EnableThinking, options.ToolsJson is not null);
+        _output = new OutputSettings(options.Stop ?? [], options.ToolsJson is not null);
         _target.Clear();
         _target.AddRange(checkpoint.PromptIds);
         _target.AddRange(checkpoint.Generated);

@@ -34,7 +34,14 @@ public sealed class PipelineModel : IDisposable
         StopTokenIds = new HashSet<int>(checkpoint.Generation.EosTokenIds);
     }
 
-    /// <summary>Opens the checkpoint in <paramref name="directory"/> with the embedded Gemma-4 tokenizer and chat template.</summary>
+    /// <summary>
+    /// Opens the checkpoint in <paramref name="directory"/> with the embedded Gemma-4 tokenizer and the
+    /// directory's chat template (the embedded Gemma-4 one when it has none).
+    /// </summary>
+    public static PipelineModel Load(string directory, IBackend? backend = null, int threads = 0) =>
+        Load(directory, Gemma4ChatFormat.ForModel(directory), backend, threads);
+
+    /// <summary>Opens the checkpoint in <paramref name="directory"/> with the embedded Gemma-4 tokenizer and <paramref name="chatFormat"/>.</summary>
     public static PipelineModel Load(string directory, IChatFormat chatFormat, IBackend? backend = null, int threads = 0)
     {
         var checkpoint = Gemma4Checkpoint.Open(directory);

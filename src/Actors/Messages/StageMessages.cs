@@ -31,7 +31,7 @@ public sealed record StageFailed(
 /// <summary>What the chat template needs besides the messages.</summary>
 [MessagePackObject]
 public sealed record PromptSettings(
-    [property: Key(0)] bool EnableThinking,
+    [property: Key(0)] bool? EnableThinking,
     [property: Key(1)] string? ReasoningEffort,
     [property: Key(2)] string? ToolsJson);
 
@@ -116,8 +116,7 @@ public sealed record TokenSampled(
 [MessagePackObject]
 public sealed record OutputSettings(
     [property: Key(0)] IReadOnlyList<string> StopStrings,
-    [property: Key(1)] bool EnableThinking,
-    [property: Key(2)] bool ToolsDeclared);
+    [property: Key(1)] bool ToolsDeclared);
 
 /// <summary>
 /// Feeds the turn's token number <see cref="TokenIndex"/> (null: none, e.g. after end of turn) to the

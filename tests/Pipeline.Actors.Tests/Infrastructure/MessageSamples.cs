@@ -40,7 +40,7 @@ public static class MessageSamples
         new PromptRendered(Header, "s1", "t1", "r1", "<bos><|turn>user\nhi<turn|>\n"),
         new TokenizePrompt(Header, "s1", "t1", "<bos>hi"),
         new PromptTokenized(Header, "s1", "t1", "r1", [2, 105, 2364, 107]),
-        new DetokenizeToken(Header, "s1", "t1", 3, 1234, Flush: true, new OutputSettings(["\n\n", "END"], true, true), [5, 6, 7]),
+        new DetokenizeToken(Header, "s1", "t1", 3, 1234, Flush: true, new OutputSettings(["\n\n", "END"], true), [5, 6, 7]),
         new TokenDetokenized(Header, "s1", "t1", 3, "r1", s_events, StopHit: true, ReasoningTokens: 2),
         new DetokenizerOutOfSync(Header, "s1", "t1", "r1", 2),
         new ForgetSession(Header, "s1"),

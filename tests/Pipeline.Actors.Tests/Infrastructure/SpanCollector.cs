@@ -35,5 +35,13 @@ public sealed class SpanCollector : IDisposable
             return _spans.Where(s => s.TraceId == traceId).ToArray();
     }
 
+    /// <summary>Every exported span so far.</summary>
+    public IReadOnlyList<Activity> All()
+    {
+        _provider.ForceFlush();
+        lock (_spans)
+            return _spans.ToArray();
+    }
+
     public void Dispose() => _provider.Dispose();
 }

@@ -1,17 +1,18 @@
 using Akka.Actor;
 using Pipeline.Actors.Execution;
 using Pipeline.Actors.Hosting;
-using TokenizerModel = Pipeline.Tokenizer.Tokenizer;
 
 namespace Pipeline.Actors.Tests.Infrastructure;
 
-/// <summary>The tiny Gemma-4 checkpoint (tests/fixtures/gemma4-tiny-a/ud-q2kxl), loaded once per test class.</summary>
+/// <summary>
+/// The tiny Gemma-4 checkpoint (tests/fixtures/gemma4-tiny-a/ud-q2kxl) with the embedded Gemma-4 tokenizer and
+/// its chat template, loaded once per test class.
+/// </summary>
 public sealed class TinyModel : IDisposable
 {
     public TinyModel()
     {
-        var tokenizer = TokenizerModel.LoadGemma4();
-        Model = PipelineModel.Load(TestPaths.TinyModel, new TestChatFormat(tokenizer), threads: 1);
+        Model = PipelineModel.Load(TestPaths.TinyModel, threads: 1);
     }
 
     public PipelineModel Model { get; }
