@@ -80,7 +80,7 @@ public class ChaosTests(TinyModel tiny, Reference reference, ITestOutputHelper o
                     throw new Xunit.Sdk.XunitException($"{id} turn {turn}: {result.Finished}\nexpected prompt: {tiny.Model.Tokenizer.Decode(expectedPrompt)}\nactual prompt: {tiny.Model.Tokenizer.Decode(record.PromptIds)}\nlast outcomes: "
                         + string.Join("\n", outcomes.Where(o => o.SessionId == id).OrderBy(o => o.Turn).TakeLast(3).Select(o => $"{o.Turn}: {o.Result.Finished} text='{o.Result.Text}'")));
                 }
-                int[] expected = reference.Generate(expectedPrompt, tiny.Model.SamplingFor(request.Options), MaxNewTokens);
+                int[] expected = reference.GenerateInConversation(id, expectedPrompt, tiny.Model.SamplingFor(request.Options), MaxNewTokens);
                 outcomes.Add(new Outcome(id, turn, result, record.PromptIds, record.GeneratedIds, expected));
                 if (result.Text.Length > 0 || result.Reasoning.Length > 0 || result.ToolCalls.Count > 0 || result.Finished.Error is null)
                 {

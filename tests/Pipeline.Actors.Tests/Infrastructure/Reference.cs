@@ -8,15 +8,43 @@ public sealed class Reference : IDisposable
 {
     private readonly Engine _engine = Engine.Load(TestPaths.TinyModel, new EngineOptions { Threads = 1 });
     private readonly object _gate = new();
+    private readonly Dictionary<string, Session> _conversations = [];
 
     /// <summary>Tokens for <paramref name="promptIds"/>: sample, stop at an end-of-turn token, a cut-off or <paramref name="maxNew"/> tokens.</summary>
     public int[] Generate(int[] promptIds, SamplingOptions options, int maxNew)
     {
         lock (_gate)
         {
-            var stops = _engine.Checkpoint.Generation.EosTokenIds;
             using var session = _engine.OpenSession();
             session.Prefill(promptIds);
+            return Sample(session, options, maxNew);
+        }
+    }
+
+    /// <summary>
+    /// As <see cref="Generate"/>, on an engine session kept per <paramref name="conversation"/>: truncated to the
+    /// prefix it shares with the prompt, so only the new suffix is computed (long multi-turn tests stay fast).
+    /// </summary>
+    public int[] GenerateInConversation(string conversation, int[] promptIds, SamplingOptions options, int maxNew)
+    {
+        lock (_gate)
+        {
+            if (!_conversations.TryGetValue(conversation, out var session))
+                _conversations[conversation] = session = _engine.OpenSession();
+            var held = session.Tokens;
+            int common = 0;
+            while (common < held.Length && common < promptIds.Length - 1 && held[common] == promptIds[common])
+                common++;
+            session.Truncate(common);
+            session.Prefill(promptIds.AsSpan(common));
+            return Sample(session, options, maxNew);
+        }
+    }
+
+    private int[] Sample(Session session, SamplingOptions options, int maxNew)
+    {
+        {
+            var stops = _engine.Checkpoint.Generation.EosTokenIds;
             var sampler = new Sampler(_engine.VocabSize, options);
             var generated = new List<int>();
             for (int produced = 1; ; produced++)
@@ -34,5 +62,10 @@ public sealed class Reference : IDisposable
         }
     }
 
-    public void Dispose() => _engine.Dispose();
+    public void Dispose()
+    {
+        foreach (var session in _conversations.Values)
+            session.Dispose();
+        _engine.Dispose();
+    }
 }
