@@ -1,9 +1,15 @@
+using Pipeline.Kernels;
+using Pipeline.Kernels.Quantization;
+
 namespace Pipeline.Convert;
 
 /// <summary>
 /// How AWQ rescales one tensor before quantization: w[r, c] * ColumnMultipliers[c] / ColumnDivisors[c] / RowDivisors[r].
 /// </summary>
 public sealed record TensorFold(float[]? ColumnMultipliers, float[]? ColumnDivisors, float[]? RowDivisors);
+
+/// <summary>Reads row <paramref name="row"/> of a planned tensor's source as floats.</summary>
+public delegate void SourceRowReader(PlannedTensor tensor, long row, Span<float> destination);
 
 /// <summary>
 /// AWQ pre-scaling from an importance matrix, folded so the float model computes exactly the same function:
@@ -13,18 +19,32 @@ public sealed record TensorFold(float[]? ColumnMultipliers, float[]? ColumnDivis
 /// q/k/v columns *= s, input_layernorm /= s (importance: element-wise max over the group);
 /// gate/up columns *= s, pre_feedforward_layernorm /= s; down columns *= s, up_proj rows /= s.
 /// A group whose importances are not all present is skipped with a warning.
+/// <para>
+/// The exponent 0.5 is the formula, but on its own it often makes quantization worse (measured on
+/// tiny-a: mean KL to bf16 3.90 without AWQ, 4.48 with it), because at 2-4 bits scaling loud channels up
+/// widens every group's range and the quiet channels pay more than the loud ones gain. So, as AWQ's
+/// authors do with their grid search, each group's exponent e in s_j = imp_j^e is chosen from
+/// {0, 0.05, ..., 0.5} by the error it causes: sum over sampled rows and channels of
+/// imp_j (w_ij - dequant(quant(w_ij s_j)) / s_j)^2, the expected squared output error when the inputs'
+/// channels are uncorrelated. e = 0 (no folding) is a candidate, so a group is never made worse by this
+/// measure. Without quantization (nothing to measure) the formula's 0.5 is used.
+/// </para>
 /// </summary>
 public sealed class AwqFolding
 {
     private readonly Dictionary<string, TensorFold> _folds;
 
-    private AwqFolding(Dictionary<string, TensorFold> folds, int groups)
+    private AwqFolding(Dictionary<string, TensorFold> folds, int groups, IReadOnlyDictionary<string, float> exponents)
     {
         _folds = folds;
         FoldedGroups = groups;
+        Exponents = exponents;
     }
 
-    public static AwqFolding None { get; } = new([], 0);
+    public static AwqFolding None { get; } = new([], 0, new Dictionary<string, float>());
+
+    /// <summary>The exponent used for each group with complete importances ("layer N q/k/v", "layer N gate/up", "layer N down"); 0 = left unscaled.</summary>
+    public IReadOnlyDictionary<string, float> Exponents { get; }
 
     /// <summary>Number of (layer, group) pairs that were rescaled.</summary>
     public int FoldedGroups { get; }
@@ -32,13 +52,19 @@ public sealed class AwqFolding
     /// <summary>The fold of an output tensor (MLX name), or null when it is written unchanged.</summary>
     public TensorFold? For(string targetName) => _folds.GetValueOrDefault(targetName);
 
-    public static float[] ScalesFromImportance(ReadOnlySpan<float> importance)
+    /// <summary>The exponents tried per group; the last one is the formula's.</summary>
+    public static IReadOnlyList<float> CandidateExponents { get; } = [0f, 0.05f, 0.1f, 0.15f, 0.2f, 0.25f, 0.3f, 0.35f, 0.4f, 0.45f, 0.5f];
+
+    /// <summary>Rows per member matrix used to measure a candidate's error (evenly spaced; all rows when fewer).</summary>
+    public const int SampledRows = 256;
+
+    public static float[] ScalesFromImportance(ReadOnlySpan<float> importance, float exponent = 0.5f)
     {
         var s = new float[importance.Length];
         float max = float.NegativeInfinity, min = float.PositiveInfinity;
         for (int j = 0; j < s.Length; j++)
         {
-            s[j] = MathF.Sqrt(MathF.Max(importance[j], 1e-8f));
+            s[j] = exponent == 0.5f ? MathF.Sqrt(MathF.Max(importance[j], 1e-8f)) : MathF.Pow(MathF.Max(importance[j], 1e-8f), exponent);
             max = MathF.Max(max, s[j]);
             min = MathF.Min(min, s[j]);
         }
@@ -48,8 +74,15 @@ public sealed class AwqFolding
         return s;
     }
 
-    public static AwqFolding Compute(ConversionPlan plan, IReadOnlyDictionary<string, float[]> importances, Action<string> warn)
+    /// <summary>
+    /// Plans the folds. With <paramref name="readRows"/> each group's exponent is searched on the quantization
+    /// error of its quantized members (see the class comment); without it, or when no member is quantized,
+    /// the formula's 0.5 is used.
+    /// </summary>
+    public static AwqFolding Compute(
+        ConversionPlan plan, IReadOnlyDictionary<string, float[]> importances, Action<string> warn, SourceRowReader? readRows = null)
     {
+        var exponents = new Dictionary<string, float>(StringComparer.Ordinal);
         var byName = plan.Tensors.ToDictionary(t => t.Target.Full, StringComparer.Ordinal);
         var columnMultipliers = new Dictionary<string, float[]>(StringComparer.Ordinal);
         var columnDivisors = new Dictionary<string, float[]>(StringComparer.Ordinal);
@@ -91,7 +124,11 @@ public sealed class AwqFolding
                     for (int j = 0; j < importance.Length; j++)
                         importance[j] = MathF.Max(importance[j], values[j]);
                 }
-                var s = ScalesFromImportance(importance);
+                float exponent = ChooseExponent(importance, members, readRows);
+                exponents[$"layer {layer} {GroupKey(normRole)}"] = exponent;
+                if (exponent == 0)
+                    return;
+                var s = ScalesFromImportance(importance, exponent);
                 foreach (var member in members)
                     columnMultipliers[member.Target.Full] = s;
                 columnDivisors[norm.Target.Full] = s;
@@ -111,7 +148,11 @@ public sealed class AwqFolding
                     warn($"AWQ: layer {layer} down_proj skipped: up_proj is missing or has {up?.Shape[0]} rows for {down.Shape[1]} inputs");
                 else
                 {
-                    var s = ScalesFromImportance(importance);
+                    float exponent = ChooseExponent(importance, [down], readRows);
+                    exponents[$"layer {layer} down"] = exponent;
+                    if (exponent == 0)
+                        continue;
+                    var s = ScalesFromImportance(importance, exponent);
                     columnMultipliers[down.Target.Full] = s;
                     rowDivisors[up.Target.Full] = s;
                     groups++;
@@ -125,7 +166,71 @@ public sealed class AwqFolding
             folds[name] = new TensorFold(
                 columnMultipliers.GetValueOrDefault(name), columnDivisors.GetValueOrDefault(name), rowDivisors.GetValueOrDefault(name));
         }
-        return new AwqFolding(folds, groups);
+        return new AwqFolding(folds, groups, exponents);
+    }
+
+    private static string GroupKey(ModuleRole normRole) => normRole == ModuleRole.InputNorm ? "q/k/v" : "gate/up";
+
+    /// <summary>
+    /// The candidate exponent with the least importance-weighted quantization error over the quantized
+    /// members' sampled rows (ties go to the smaller exponent, so 0 wins when nothing helps).
+    /// </summary>
+    private static float ChooseExponent(float[] importance, IReadOnlyList<PlannedTensor> members, SourceRowReader? readRows)
+    {
+        var quantized = members.Where(m => m.Quant is not null).ToList();
+        if (readRows is null || quantized.Count == 0)
+            return CandidateExponents[^1];
+        // [rows, cols] per member: evenly spaced source rows.
+        var samples = quantized.Select(member =>
+        {
+            int rows = Math.Min(SampledRows, member.Rows);
+            var values = new float[(long)rows * member.Cols];
+            for (int i = 0; i < rows; i++)
+                readRows(member, (long)i * member.Rows / rows, values.AsSpan(i * member.Cols, member.Cols));
+            return (Member: member, Rows: rows, Values: values);
+        }).ToList();
+
+        var errors = new double[CandidateExponents.Count];
+        Parallel.For(0, CandidateExponents.Count, c =>
+        {
+            var s = ScalesFromImportance(importance, CandidateExponents[c]);
+            double error = 0;
+            foreach (var (member, rows, values) in samples)
+                error += WeightedQuantizationError(values, rows, member.Cols, member.Quant!.Value, member.OutputType, s, importance);
+            errors[c] = error;
+        });
+        int best = 0;
+        for (int c = 1; c < errors.Length; c++)
+        {
+            if (errors[c] < errors[best])
+                best = c;
+        }
+        return CandidateExponents[best];
+    }
+
+    /// <summary>sum_ij imp_j (w_ij - dequant(quant(w_ij s_j)) / s_j)^2 over a [rows, cols] block.</summary>
+    private static double WeightedQuantizationError(
+        float[] w, int rows, int cols, QuantSpec quant, ScalarType scaleType, float[] s, float[] importance)
+    {
+        var scaled = new float[w.Length];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int c = 0; c < cols; c++)
+                scaled[r * cols + c] = w[r * cols + c] * s[c];
+        }
+        var q = MlxAffine.Quantize(scaled, rows, cols, quant.Bits, quant.GroupSize, scaleType);
+        var row = new float[cols];
+        double error = 0;
+        for (int r = 0; r < rows; r++)
+        {
+            MlxAffine.DequantizeRow(q, r, row);
+            for (int c = 0; c < cols; c++)
+            {
+                double d = w[r * cols + c] - row[c] / s[c];
+                error += importance[c] * d * d;
+            }
+        }
+        return error;
     }
 
     /// <summary>Applies a fold in place to rows [firstRow, firstRow + rows) of a tensor held as floats.</summary>

@@ -71,7 +71,14 @@ public static class Converter
                 string imatrixPath = Path.GetFullPath(options.ImatrixPath);
                 var imatrix = ImatrixFile.Read(imatrixPath);
                 var importances = ImatrixNames.Importances(imatrix, plan, imatrixPath);
-                folding = AwqFolding.Compute(plan, importances, warn);
+                using var reader = new SourceReader();
+                folding = AwqFolding.Compute(plan, importances, warn, (tensor, row, destination) =>
+                {
+                    int size = Scalars.SizeOf(tensor.SourceType);
+                    var bytes = new byte[destination.Length * size];
+                    reader.Read(set.Get(tensor.SourceName), row * destination.Length * size, bytes);
+                    ToFloat(bytes, tensor.SourceType, destination);
+                });
                 if (folding.FoldedGroups == 0)
                     warn($"AWQ: {imatrixPath} matched no decoder layer of this model; nothing is rescaled");
             }

@@ -67,7 +67,10 @@ public class ImatrixComputationTests
             ImatrixPath = path,
         }, warnings.Add);
         Assert.Empty(warnings);
-        Assert.Equal(6 * 3, prepared.Folding.FoldedGroups);
+        // Every (layer, group) had its exponent searched; the searched ones scale at most as hard as the formula.
+        Assert.Equal(6 * 3, prepared.Folding.Exponents.Count);
+        Assert.All(prepared.Folding.Exponents.Values, e => Assert.InRange(e, 0f, 0.5f));
+        Assert.Equal(prepared.Folding.Exponents.Values.Count(e => e > 0), prepared.Folding.FoldedGroups);
         Assert.Equal(["random_3w"], ImatrixFile.Read(path).Datasets);
     }
 
