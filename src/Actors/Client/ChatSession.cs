@@ -36,6 +36,8 @@ public sealed class ChatSession : IAsyncDisposable
     private int _busy;
     private bool _disposed;
 
+    private const string QuietLogging = "akka.loglevel = WARNING\nakka.stdout-loglevel = WARNING\n";
+
     private ChatSession(PipelineClient client, string sessionId, string? system, ActorSystem? ownedSystem, PipelineModel? ownedModel)
     {
         _client = client;
@@ -55,7 +57,8 @@ public sealed class ChatSession : IAsyncDisposable
         ActorSystem? system = null;
         try
         {
-            system = ActorSystem.Create("chat-session", PipelineConfig.Load(options.Hocon));
+            // An embedded session keeps Akka's informational logging off the caller's console.
+            system = ActorSystem.Create("chat-session", PipelineConfig.Load(QuietLogging + options.Hocon));
             var actorSystem = system;
             var client = await Task.Run(() => PipelineClient.Start(actorSystem, model), cancellation).ConfigureAwait(false);
             return new ChatSession(client, NewSessionId(), options.System, system, model);

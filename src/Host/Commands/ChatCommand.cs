@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Pipeline.Actors.Client;
 using Pipeline.Model.Checkpoint;
+using Pipeline.Model.TestModels;
 using Pipeline.Tokenizer.Chat;
 
 namespace Pipeline.Host.Commands;
