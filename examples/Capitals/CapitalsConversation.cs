@@ -25,7 +25,7 @@ public static class CapitalsConversation
     public static async Task<IReadOnlyList<ChatStreamEvent>> RunAsync(ChatSession session, TextWriter output, int maxNewTokens = 2048, ulong? seed = null)
     {
         session.System = System;
-        var options = new SendOptions { MaxNewTokens = maxNewTokens, Temperature = 0.6f, ReasoningEffort = ReasoningEffort.Low, Seed = seed };
+        var options = new SendOptions { MaxNewTokens = maxNewTokens, Temperature = 0.6, ReasoningEffort = ReasoningEffort.Low, Seed = seed };
         var finals = new List<ChatStreamEvent>();
         for (int i = 0; i < Turns.Count; i++)
         {

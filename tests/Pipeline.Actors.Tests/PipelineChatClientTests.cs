@@ -151,6 +151,25 @@ public class PipelineChatClientTests(TinyModel tiny) : IClassFixture<TinyModel>
     }
 
     [Fact]
+    public async Task Beyond_MaxConversations_the_oldest_started_conversation_is_ended_and_named_ones_are_kept()
+    {
+        var (system, pipeline) = tiny.Start();
+        using var _ = system;
+        using var client = new PipelineChatClient(pipeline, new PipelineChatClientOptions { MaxConversations = 1 });
+        var named = await client.GetResponseAsync([new(ChatRole.User, "one")], new ChatOptions { ConversationId = "named", MaxOutputTokens = 2 });
+        var first = await client.GetResponseAsync([new(ChatRole.User, "two")], Sampled(2));
+        var second = await client.GetResponseAsync([new(ChatRole.User, "three")], Sampled(2));
+        Assert.NotEqual(first.ConversationId, second.ConversationId);
+        Assert.Equal(2, (await pipeline.GetTranscriptAsync("named")).Count);
+        // The end is told, not asked: give it a moment.
+        int left = -1;
+        for (int i = 0; i < 100 && left != 0; i++, await Task.Delay(20))
+            left = (await pipeline.GetTranscriptAsync(first.ConversationId!)).Count;
+        Assert.Equal(0, left);
+        Assert.Equal(2, (await pipeline.GetTranscriptAsync(second.ConversationId!)).Count);
+    }
+
+    [Fact]
     public void Options_map_to_generation_options()
     {
         var weather = AIFunctionFactory.Create((string city) => city, "get_weather", "Weather of a city");

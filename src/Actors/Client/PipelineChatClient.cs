@@ -18,7 +18,7 @@ public sealed class PipelineChatClientOptions
     /// <summary>Most tokens per answer when ChatOptions.MaxOutputTokens is not set.</summary>
     public int DefaultMaxOutputTokens { get; set; } = 2048;
 
-    /// <summary>Conversations without a ConversationId kept for prefix matching; the least recently used beyond this are ended.</summary>
+    /// <summary>Conversations remembered for prefix matching; beyond this the least recently used idle one is forgotten (and ended, if this client started it).</summary>
     public int MaxConversations { get; set; } = 16;
 }
 
@@ -134,6 +134,7 @@ public sealed class PipelineChatClient : IChatClient
                     _conversations[conversationId] = conversation = new Conversation(transcript);
                 conversation.Busy++;
                 conversation.LastUsed = ++_clock;
+                EvictLocked();
             }
             return (conversationId, MessageMapping.IsStrictPrefix(transcript, messages) ? messages[transcript.Count..] : messages);
         }
@@ -158,7 +159,7 @@ public sealed class PipelineChatClient : IChatClient
                 return (best, messages[bestLength..]);
             }
             string fresh = "meai-" + Guid.NewGuid().ToString("N");
-            _conversations[fresh] = new Conversation([]) { Busy = 1, LastUsed = ++_clock };
+            _conversations[fresh] = new Conversation([]) { Busy = 1, LastUsed = ++_clock, Owned = true };
             EvictLocked();
             return (fresh, messages);
         }
@@ -195,8 +196,8 @@ public sealed class PipelineChatClient : IChatClient
             var oldest = _conversations.Where(p => p.Value.Busy == 0).OrderBy(p => p.Value.LastUsed).Select(p => p.Key).FirstOrDefault();
             if (oldest is null)
                 return;
-            _conversations.Remove(oldest);
-            _client.SessionManager.Tell(new EndSession(MessageHeader.Create(), oldest), ActorRefs.NoSender);
+            if (_conversations.Remove(oldest, out var conversation) && conversation.Owned)
+                _client.SessionManager.Tell(new EndSession(MessageHeader.Create(), oldest), ActorRefs.NoSender);
         }
     }
 
@@ -212,13 +213,16 @@ public sealed class PipelineChatClient : IChatClient
         return serviceType.IsInstanceOfType(this) ? this : null;
     }
 
-    /// <summary>Ends the conversations this client kept (the pipeline itself belongs to its host).</summary>
+    /// <summary>Ends the conversations this client started (the pipeline itself belongs to its host).</summary>
     public void Dispose()
     {
         lock (_gate)
         {
-            foreach (var id in _conversations.Keys)
-                _client.SessionManager.Tell(new EndSession(MessageHeader.Create(), id), ActorRefs.NoSender);
+            foreach (var (id, conversation) in _conversations)
+            {
+                if (conversation.Owned)
+                    _client.SessionManager.Tell(new EndSession(MessageHeader.Create(), id), ActorRefs.NoSender);
+            }
             _conversations.Clear();
         }
     }
@@ -228,5 +232,8 @@ public sealed class PipelineChatClient : IChatClient
         public IReadOnlyList<ChatMessage> Transcript { get; set; } = transcript;
         public int Busy { get; set; }
         public long LastUsed { get; set; }
+
+        /// <summary>Started by this client (not named by a caller's ConversationId): this client ends it.</summary>
+        public bool Owned { get; init; }
     }
 }

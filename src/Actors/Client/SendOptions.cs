@@ -9,10 +9,10 @@ namespace Pipeline.Actors.Client;
 public sealed record SendOptions
 {
     public int MaxNewTokens { get; init; } = 2048;
-    public float? Temperature { get; init; }
-    public float? TopP { get; init; }
+    public double? Temperature { get; init; }
+    public double? TopP { get; init; }
     public int? TopK { get; init; }
-    public float? MinP { get; init; }
+    public double? MinP { get; init; }
     public ulong? Seed { get; init; }
 
     /// <summary>None and Low answer directly; Medium and High let Gemma-4 think first (streamed as reasoning).</summary>
@@ -34,10 +34,10 @@ public sealed record SendOptions
     public GenerationOptions ToGenerationOptions() => new()
     {
         MaxNewTokens = MaxNewTokens,
-        Temperature = Temperature,
-        TopP = TopP,
+        Temperature = (float?)Temperature,
+        TopP = (float?)TopP,
         TopK = TopK,
-        MinP = MinP,
+        MinP = (float?)MinP,
         Seed = Seed,
         ReasoningEffort = ReasoningEffort?.ToString().ToLowerInvariant(),
         EnableThinking = EnableThinking,
