@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Pipeline.Host.Commands;
+using Pipeline.Model.TestModels;
 
 namespace Pipeline.Host.Tests;
 

@@ -9,6 +9,7 @@ public static class CommandCatalog
     {
         yield return MakeTestModelCommand.Create();
         yield return GenerateCommand.Create();
+        yield return ChatCommand.Create();
         yield return EvalCommand.Create();
         yield return TokenizeCommand.Create();
         yield return DetokenizeCommand.Create();

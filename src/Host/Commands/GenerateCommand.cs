@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Pipeline.Model;
 using Pipeline.Model.Checkpoint;
 using Pipeline.Model.Sampling;
+using Pipeline.Model.TestModels;
 using Pipeline.Tokenizer.Chat;
 using Pipeline.Tokenizer.Parsing;
 using Pipeline.Tokenizer.Templates;

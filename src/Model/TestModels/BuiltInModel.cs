@@ -1,6 +1,4 @@
-using Pipeline.Model.TestModels;
-
-namespace Pipeline.Host;
+namespace Pipeline.Model.TestModels;
 
 /// <summary>
 /// The model used when no --model is given: the tiny random-weight Gemma-4 test model, generated
