@@ -1,0 +1,296 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Pipeline.Kernels.Cpu;
+
+/// <summary>
+/// Quantized matvec/matmul with int8 activations and integer dot products (AVX2 vpmaddubsw:
+/// unsigned codes x signed int8 activations, pairs summed into int16, then vpmaddwd into int32),
+/// the way llama.cpp runs its K-quants. For 2- and 4-bit codes with groups of 64, where f32 FMA on
+/// unpacked codes is bound by the unpacking (about 10 G codes/s per core) rather than by memory.
+/// <para>
+/// Activations are quantized once per op and token, per weight group: xq = round(x / s),
+/// s = max|x| / 127, so a group contributes scale * s * (q . xq) + bias * sum(x), sum(x) taken from
+/// the f32 x. The only error is that rounding of x (at most s/2 per element), which is why this path
+/// is not bit-comparable to the f32 reference (see <see cref="CpuBackend.Int8Activations"/>).
+/// </para>
+/// <para>
+/// The packed MLX rows are read as they are (no repack). Codes come out of a byte in an interleaved
+/// order (4-bit: low nibbles are elements 2j, high nibbles 2j+1; 2-bit: shift k of byte j is element
+/// 4j+k), so xq is stored in that order instead: the permutation is paid once per activation, not
+/// once per weight row.
+/// </para>
+/// </summary>
+internal static unsafe class Int8Kernels
+{
+    /// <summary>Group size the int8 kernels are written for (MLX's default, and every tensor of UD-Q2_K_XL).</summary>
+    public const int GroupSize = 64;
+
+    /// <summary>Whether the int8 kernels apply to this weight on this machine.</summary>
+    public static bool Supports(QuantizedWeight w) =>
+        Avx2.IsSupported && w.GroupSize == GroupSize && w.ScaleType == ScalarType.BF16 &&
+        (w.Bits == 4 || (w.Bits == 2 && w.GroupsPerRow % 2 == 0));
+
+    /// <summary>
+    /// Quantizes one token's x[cols] for a <paramref name="bits"/>-bit weight: xq[cols] int8 in the
+    /// weight's code order, and per group of 64 the scale s and sum(x).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void QuantizeInput(float* x, int cols, int bits, sbyte* xq, float* xScales, float* xSums)
+    {
+        int groups = cols / GroupSize;
+        for (int g = 0; g < groups; g++)
+        {
+            float* xg = x + g * GroupSize;
+            float max = 0, sum = 0;
+            for (int i = 0; i < GroupSize; i++)
+            {
+                max = MathF.Max(max, MathF.Abs(xg[i]));
+                sum += xg[i];
+            }
+            float scale = max / 127f;
+            float inverse = max > 0 ? 127f / max : 0f;
+            xScales[g] = scale;
+            xSums[g] = sum;
+            if (bits == 4)
+            {
+                // [32 even elements | 32 odd elements] per group.
+                sbyte* q = xq + g * GroupSize;
+                for (int j = 0; j < 32; j++)
+                {
+                    q[j] = (sbyte)MathF.Round(xg[2 * j] * inverse);
+                    q[32 + j] = (sbyte)MathF.Round(xg[2 * j + 1] * inverse);
+                }
+            }
+            else
+            {
+                // Pairs of groups (128 elements, 32 packed bytes): 4 vectors k of 32 bytes, byte j = element 4j+k.
+                sbyte* q = xq + (g & ~1) * GroupSize;
+                int first = (g & 1) * 16;
+                for (int j = 0; j < 16; j++)
+                {
+                    for (int k = 0; k < 4; k++)
+                        q[k * 32 + first + j] = (sbyte)MathF.Round(xg[4 * j + k] * inverse);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// y[t * yStride + r] for rows [first, end) and <paramref name="tokens"/> (1..4) consecutive tokens
+    /// whose prepared inputs are xq + t * cols, xScales/xSums + t * groups.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void MatVec(QuantizedWeight w, int first, int end, sbyte* xq, float* xScales, float* xSums, float* y, long yStride, int tokens)
+    {
+        switch (w.Bits, tokens)
+        {
+            case (4, 4): MatVec4Bit4(w, first, end, xq, xScales, xSums, y, yStride); break;
+            case (4, _): ForEachToken(w, first, end, xq, xScales, xSums, y, yStride, tokens, &MatVec4Bit1); break;
+            case (2, 4): MatVec2Bit4(w, first, end, xq, xScales, xSums, y, yStride); break;
+            default: ForEachToken(w, first, end, xq, xScales, xSums, y, yStride, tokens, &MatVec2Bit1); break;
+        }
+    }
+
+    private static void ForEachToken(
+        QuantizedWeight w, int first, int end, sbyte* xq, float* xScales, float* xSums, float* y, long yStride, int tokens,
+        delegate*<QuantizedWeight, int, int, sbyte*, float*, float*, float*, void> kernel)
+    {
+        int cols = w.Cols, groups = w.GroupsPerRow;
+        for (int t = 0; t < tokens; t++)
+            kernel(w, first, end, xq + (long)t * cols, xScales + (long)t * groups, xSums + (long)t * groups, y + t * yStride);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Bf16(ushort* p, long i) => BitConverter.Int32BitsToSingle(p[i] << 16);
+
+    /// <summary>Bias term sum_g bias[g] * sum(x)[g] of one row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float BiasTerm(ushort* biases, float* xSums, int groups)
+    {
+        float a = 0, b = 0;
+        int g = 0;
+        for (; g + 2 <= groups; g += 2)
+        {
+            a += Bf16(biases, g) * xSums[g];
+            b += Bf16(biases, g + 1) * xSums[g + 1];
+        }
+        if (g < groups)
+            a += Bf16(biases, g) * xSums[g];
+        return a + b;
+    }
+
+    // ---------------- 4-bit: a group is 32 bytes = one vector; low nibbles are even elements ----------------
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> Dot4Bit(Vector256<byte> packed, sbyte* xq)
+    {
+        var mask = Vector256.Create((byte)0x0F);
+        var lo = packed & mask;
+        var hi = Avx2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & mask;
+        // |sum| <= 2 * 2 * 15 * 127: no int16 saturation.
+        return Avx2.MultiplyAddAdjacent(lo, Vector256.Load(xq)) + Avx2.MultiplyAddAdjacent(hi, Vector256.Load(xq + 32));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MatVec4Bit1(QuantizedWeight w, int first, int end, sbyte* xq, float* xScales, float* xSums, float* y)
+    {
+        int groups = w.GroupsPerRow, rowBytes = w.Cols / 2;
+        var ones = Vector256.Create((short)1);
+        for (int row = first; row < end; row++)
+        {
+            byte* p = (byte*)w.Packed + (long)row * rowBytes;
+            ushort* scales = (ushort*)w.Scales + (long)row * groups;
+            var acc0 = Vector256<float>.Zero;
+            var acc1 = Vector256<float>.Zero;
+            int g = 0;
+            for (; g + 2 <= groups; g += 2)
+            {
+                var d0 = Avx2.MultiplyAddAdjacent(Dot4Bit(Vector256.Load(p + g * 32), xq + g * 64), ones);
+                var d1 = Avx2.MultiplyAddAdjacent(Dot4Bit(Vector256.Load(p + g * 32 + 32), xq + g * 64 + 64), ones);
+                acc0 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(d0), Vector256.Create(Bf16(scales, g) * xScales[g]), acc0);
+                acc1 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(d1), Vector256.Create(Bf16(scales, g + 1) * xScales[g + 1]), acc1);
+            }
+            if (g < groups)
+            {
+                var d0 = Avx2.MultiplyAddAdjacent(Dot4Bit(Vector256.Load(p + g * 32), xq + g * 64), ones);
+                acc0 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(d0), Vector256.Create(Bf16(scales, g) * xScales[g]), acc0);
+            }
+            y[row] = Vector256.Sum(acc0 + acc1) + BiasTerm((ushort*)w.Biases + (long)row * groups, xSums, groups);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MatVec4Bit4(QuantizedWeight w, int first, int end, sbyte* xq, float* xScales, float* xSums, float* y, long yStride)
+    {
+        int groups = w.GroupsPerRow, cols = w.Cols, rowBytes = cols / 2;
+        var ones = Vector256.Create((short)1);
+        var mask = Vector256.Create((byte)0x0F);
+        sbyte* x0 = xq, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
+        float* s0 = xScales, s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
+        for (int row = first; row < end; row++)
+        {
+            byte* p = (byte*)w.Packed + (long)row * rowBytes;
+            ushort* scales = (ushort*)w.Scales + (long)row * groups;
+            Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+            for (int g = 0; g < groups; g++)
+            {
+                var packed = Vector256.Load(p + g * 32);
+                var lo = packed & mask;
+                var hi = Avx2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & mask;
+                float scale = Bf16(scales, g);
+                int o = g * 64;
+                acc0 = Vector256.MultiplyAddEstimate(Dot(lo, hi, x0 + o, ones), Vector256.Create(scale * s0[g]), acc0);
+                acc1 = Vector256.MultiplyAddEstimate(Dot(lo, hi, x1 + o, ones), Vector256.Create(scale * s1[g]), acc1);
+                acc2 = Vector256.MultiplyAddEstimate(Dot(lo, hi, x2 + o, ones), Vector256.Create(scale * s2[g]), acc2);
+                acc3 = Vector256.MultiplyAddEstimate(Dot(lo, hi, x3 + o, ones), Vector256.Create(scale * s3[g]), acc3);
+            }
+            ushort* biases = (ushort*)w.Biases + (long)row * groups;
+            y[row] = Vector256.Sum(acc0) + BiasTerm(biases, xSums, groups);
+            y[yStride + row] = Vector256.Sum(acc1) + BiasTerm(biases, xSums + groups, groups);
+            y[2 * yStride + row] = Vector256.Sum(acc2) + BiasTerm(biases, xSums + 2 * groups, groups);
+            y[3 * yStride + row] = Vector256.Sum(acc3) + BiasTerm(biases, xSums + 3 * groups, groups);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector256<float> Dot(Vector256<byte> lo, Vector256<byte> hi, sbyte* x, Vector256<short> ones) =>
+            Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(
+                Avx2.MultiplyAddAdjacent(lo, Vector256.Load(x)) + Avx2.MultiplyAddAdjacent(hi, Vector256.Load(x + 32)), ones));
+    }
+
+    // ---------------- 2-bit: two groups are 32 bytes; shift k of byte j is element 4j+k ----------------
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Dot2Bit(Vector256<byte> packed, sbyte* xq, Vector256<short> ones)
+    {
+        var mask = Vector256.Create((byte)3);
+        var words = packed.AsUInt16();
+        var c0 = packed & mask;
+        var c1 = Avx2.ShiftRightLogical(words, 2).AsByte() & mask;
+        var c2 = Avx2.ShiftRightLogical(words, 4).AsByte() & mask;
+        var c3 = Avx2.ShiftRightLogical(words, 6).AsByte() & mask;
+        // |sum| <= 4 * 2 * 3 * 127: no int16 saturation.
+        var sum = (Avx2.MultiplyAddAdjacent(c0, Vector256.Load(xq)) + Avx2.MultiplyAddAdjacent(c1, Vector256.Load(xq + 32)))
+                + (Avx2.MultiplyAddAdjacent(c2, Vector256.Load(xq + 64)) + Avx2.MultiplyAddAdjacent(c3, Vector256.Load(xq + 96)));
+        return Avx2.MultiplyAddAdjacent(sum, ones);   // lanes 0-3: first group, 4-7: second
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> PairScale(ushort* scales, float* xScales, int g) =>
+        Vector256.Create(Vector128.Create(Bf16(scales, g) * xScales[g]), Vector128.Create(Bf16(scales, g + 1) * xScales[g + 1]));
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MatVec2Bit1(QuantizedWeight w, int first, int end, sbyte* xq, float* xScales, float* xSums, float* y)
+    {
+        int groups = w.GroupsPerRow, rowBytes = w.Cols / 4;
+        var ones = Vector256.Create((short)1);
+        for (int row = first; row < end; row++)
+        {
+            byte* p = (byte*)w.Packed + (long)row * rowBytes;
+            ushort* scales = (ushort*)w.Scales + (long)row * groups;
+            var acc0 = Vector256<float>.Zero;
+            var acc1 = Vector256<float>.Zero;
+            int g = 0;
+            for (; g + 4 <= groups; g += 4)
+            {
+                var d0 = Dot2Bit(Vector256.Load(p + g * 16), xq + g * 64, ones);
+                var d1 = Dot2Bit(Vector256.Load(p + g * 16 + 32), xq + g * 64 + 128, ones);
+                acc0 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(d0), PairScale(scales, xScales, g), acc0);
+                acc1 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(d1), PairScale(scales, xScales, g + 2), acc1);
+            }
+            if (g < groups)
+            {
+                var d0 = Dot2Bit(Vector256.Load(p + g * 16), xq + g * 64, ones);
+                acc0 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(d0), PairScale(scales, xScales, g), acc0);
+            }
+            y[row] = Vector256.Sum(acc0 + acc1) + BiasTerm((ushort*)w.Biases + (long)row * groups, xSums, groups);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MatVec2Bit4(QuantizedWeight w, int first, int end, sbyte* xq, float* xScales, float* xSums, float* y, long yStride)
+    {
+        int groups = w.GroupsPerRow, cols = w.Cols, rowBytes = cols / 4;
+        var ones = Vector256.Create((short)1);
+        var mask = Vector256.Create((byte)3);
+        sbyte* x0 = xq, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
+        float* s0 = xScales, s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
+        for (int row = first; row < end; row++)
+        {
+            byte* p = (byte*)w.Packed + (long)row * rowBytes;
+            ushort* scales = (ushort*)w.Scales + (long)row * groups;
+            Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+            for (int g = 0; g < groups; g += 2)
+            {
+                var packed = Vector256.Load(p + g * 16);
+                var words = packed.AsUInt16();
+                var c0 = packed & mask;
+                var c1 = Avx2.ShiftRightLogical(words, 2).AsByte() & mask;
+                var c2 = Avx2.ShiftRightLogical(words, 4).AsByte() & mask;
+                var c3 = Avx2.ShiftRightLogical(words, 6).AsByte() & mask;
+                float scaleA = Bf16(scales, g), scaleB = Bf16(scales, g + 1);
+                int o = g * 64;
+                acc0 = Vector256.MultiplyAddEstimate(Dot(c0, c1, c2, c3, x0 + o, ones), Scales(scaleA, scaleB, s0, g), acc0);
+                acc1 = Vector256.MultiplyAddEstimate(Dot(c0, c1, c2, c3, x1 + o, ones), Scales(scaleA, scaleB, s1, g), acc1);
+                acc2 = Vector256.MultiplyAddEstimate(Dot(c0, c1, c2, c3, x2 + o, ones), Scales(scaleA, scaleB, s2, g), acc2);
+                acc3 = Vector256.MultiplyAddEstimate(Dot(c0, c1, c2, c3, x3 + o, ones), Scales(scaleA, scaleB, s3, g), acc3);
+            }
+            ushort* biases = (ushort*)w.Biases + (long)row * groups;
+            y[row] = Vector256.Sum(acc0) + BiasTerm(biases, xSums, groups);
+            y[yStride + row] = Vector256.Sum(acc1) + BiasTerm(biases, xSums + groups, groups);
+            y[2 * yStride + row] = Vector256.Sum(acc2) + BiasTerm(biases, xSums + 2 * groups, groups);
+            y[3 * yStride + row] = Vector256.Sum(acc3) + BiasTerm(biases, xSums + 3 * groups, groups);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector256<float> Scales(float a, float b, float* xScales, int g) =>
+            Vector256.Create(Vector128.Create(a * xScales[g]), Vector128.Create(b * xScales[g + 1]));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector256<float> Dot(Vector256<byte> c0, Vector256<byte> c1, Vector256<byte> c2, Vector256<byte> c3, sbyte* x, Vector256<short> ones) =>
+            Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(
+                (Avx2.MultiplyAddAdjacent(c0, Vector256.Load(x)) + Avx2.MultiplyAddAdjacent(c1, Vector256.Load(x + 32)))
+                + (Avx2.MultiplyAddAdjacent(c2, Vector256.Load(x + 64)) + Avx2.MultiplyAddAdjacent(c3, Vector256.Load(x + 96))), ones));
+    }
+}
