@@ -10,9 +10,9 @@ namespace Pipeline.Kernels.Timing;
 /// </summary>
 internal static unsafe class KernelTimes
 {
-    public static void Run(int threads, int runs, int tokens, bool int8)
+    public static void Run(int threads, int runs, int tokens)
     {
-        using var backend = new CpuBackend(threads, int8);
+        using var backend = new CpuBackend(threads);
         Console.WriteLine($"backend: {backend.Name}, tokens {tokens}, best of {runs}");
         var cases = new (string Name, Func<LinearWeight> Make)[]
         {

@@ -7,7 +7,7 @@ using Pipeline.Model;
 // the fastest decode step. Not a benchmark of record (that is `pipeline bench`): min of N, noisy machine.
 // usage: Pipeline.Kernels.Timing <model dir> [threads=2] [prompt tokens=128] [decode steps=8]
 //    or: Pipeline.Kernels.Timing kernels [threads=1] [runs=10] [tokens=1]
-// PIPELINE_INT8=1: CpuBackend with int8 activations.
+// PIPELINE_CPU_INT8=1: CpuBackend with int8 activations.
 if (args.Length < 1)
 {
     Console.Error.WriteLine("usage: Pipeline.Kernels.Timing <model dir> [threads] [prompt tokens] [decode steps]");
@@ -15,7 +15,7 @@ if (args.Length < 1)
 }
 if (args[0] == "kernels")
 {
-    KernelTimes.Run(args.Length > 1 ? int.Parse(args[1]) : 1, args.Length > 2 ? int.Parse(args[2]) : 10, args.Length > 3 ? int.Parse(args[3]) : 1, Environment.GetEnvironmentVariable("PIPELINE_INT8") == "1");
+    KernelTimes.Run(args.Length > 1 ? int.Parse(args[1]) : 1, args.Length > 2 ? int.Parse(args[2]) : 10, args.Length > 3 ? int.Parse(args[3]) : 1);
     return 0;
 }
 string directory = args[0];
@@ -23,7 +23,7 @@ int threads = args.Length > 1 ? int.Parse(args[1]) : 2;
 int promptTokens = args.Length > 2 ? int.Parse(args[2]) : 128;
 int steps = args.Length > 3 ? int.Parse(args[3]) : 8;
 
-var profiler = new ProfilingBackend(new CpuBackend(threads, Environment.GetEnvironmentVariable("PIPELINE_INT8") == "1"));
+var profiler = new ProfilingBackend(new CpuBackend(threads));
 using var engine = Engine.Load(directory, new EngineOptions { Backend = profiler, MaxContext = 4096 });
 Console.WriteLine($"backend: {engine.Backend.Name}");
 long weightBytes = engine.Checkpoint.TotalWeightBytes;

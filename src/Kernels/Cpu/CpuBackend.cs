@@ -26,16 +26,20 @@ public sealed unsafe class CpuBackend : IBackend
     private TokenRange[] _bidirectional = new TokenRange[4];
     private bool _disposed;
 
+    /// <summary>Environment variable that turns <see cref="Int8Activations"/> on by default ("1").</summary>
+    public const string Int8ActivationsVariable = "PIPELINE_CPU_INT8";
+
     /// <param name="threads">Worker threads, the caller included (0: one per processor).</param>
     /// <param name="int8Activations">
-    /// Quantized matvecs of 2- and 4-bit weights (groups of 64) quantize the activations to int8 per
-    /// group and use integer dot products (<see cref="Int8Kernels"/>): about 3x less compute per
-    /// weight byte, at the price of a rounding of x of up to 1/254 of each group's largest |x|.
-    /// Off: every op matches the f32 reference up to summation order.
+    /// Quantized matvecs of 2- and 4-bit weights (groups of 64, bf16 scales) quantize the activations
+    /// to int8 per group and use integer dot products (<see cref="Int8Kernels"/>): about 2x less
+    /// compute per weight byte, at the price of rounding each x by up to 1/254 of its group's largest
+    /// |x| (llama.cpp's K-quant accuracy). Off: every op matches the f32 reference up to summation
+    /// order. Null: on when the environment variable <see cref="Int8ActivationsVariable"/> is "1".
     /// </param>
-    public CpuBackend(int threads = 0, bool int8Activations = false)
+    public CpuBackend(int threads = 0, bool? int8Activations = null)
     {
-        Int8Activations = int8Activations;
+        Int8Activations = int8Activations ?? Environment.GetEnvironmentVariable(Int8ActivationsVariable) == "1";
         int count = threads > 0 ? threads : Environment.ProcessorCount;
         _pool = new WorkerPool(count);
         _workerScratch = new NativeScratch[count];
