@@ -32,8 +32,13 @@ public sealed class Int8ActivationTests : IDisposable
             data.Add(bits, 45, 640, 37);     // several token tiles, tail of 1 after tiles of 4
             data.Add(bits, 33, 1152, 4);     // one full tile of 4, 18 groups
         }
-        data.Add(4, 5, 64, 6);               // 4-bit single-group rows
-        data.Add(4, 9, 192, 2);              // odd group count
+        foreach (int bits in new[] { 3, 4 })
+        {
+            data.Add(bits, 5, 64, 6);        // single-group rows
+            data.Add(bits, 9, 192, 2);       // odd group count
+        }
+        data.Add(3, 300, 320, 1);            // 3-bit multi-threaded matvec: chunks cross words and 128-bit halves
+        data.Add(3, 40, 1152, 37);           // 3-bit token tiles
         return data;
     }
 
@@ -77,7 +82,7 @@ public sealed class Int8ActivationTests : IDisposable
     }
 
     [Theory]
-    [InlineData(3, 64, 192, 2)]    // 3-bit: f32 path
+    [InlineData(3, 32, 192, 2)]    // 3-bit groups of 32: f32 path
     [InlineData(8, 64, 128, 1)]    // 8-bit: f32 path
     [InlineData(4, 32, 96, 5)]     // groups of 32: f32 path
     [InlineData(2, 64, 192, 1)]    // 2-bit with an odd group count: f32 path

@@ -104,15 +104,16 @@ public sealed unsafe class CpuBackend : IBackend
         if (weight is QuantizedWeight qi && Int8Activations && CpuKernels.UseVectors && Int8Kernels.Supports(qi))
         {
             CheckGeometry(qi, nameof(weight));
-            // [rows, cols] int8 codes of x, then [rows, groups] scales and [rows, groups] sums.
-            int groups = qi.GroupsPerRow;
-            float* scratch = _inputScratch.Get((long)rows * (qi.Cols / 4 + 2 * groups));
+            // [rows, InputBytes] quantized x, then [rows, groups] scales and [rows, groups] sums.
+            int groups = qi.GroupsPerRow, inputBytes = Int8Kernels.InputBytes(qi.Cols, qi.Bits);
+            float* scratch = _inputScratch.Get((long)rows * (inputBytes / 4 + 2 * groups));
             job.Int8 = true;
             job.XQuantized = (sbyte*)scratch;
-            job.XScaled = scratch + (long)rows * qi.Cols / 4;
+            job.XBytes = inputBytes;
+            job.XScaled = scratch + (long)rows * inputBytes / 4;
             job.XSums = job.XScaled + (long)rows * groups;
             for (int t = 0; t < rows; t++)
-                Int8Kernels.QuantizeInput(job.X + (long)t * qi.Cols, qi.Cols, qi.Bits, job.XQuantized + (long)t * qi.Cols, job.XScaled + (long)t * groups, job.XSums + (long)t * groups);
+                Int8Kernels.QuantizeInput(job.X + (long)t * qi.Cols, qi.Cols, qi.Bits, job.XQuantized + (long)t * inputBytes, job.XScaled + (long)t * groups, job.XSums + (long)t * groups);
         }
         else if (weight is QuantizedWeight q)
         {
@@ -150,6 +151,7 @@ public sealed unsafe class CpuBackend : IBackend
         public float* X, Y, XScaled, XSums;   // XScaled holds the int8 scales when Int8
         public sbyte* XQuantized;
         public bool Int8;
+        public int XBytes;   // bytes of one token's XQuantized
         public int Tokens, RowsPerChunk, TokenTile;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -170,7 +172,7 @@ public sealed unsafe class CpuBackend : IBackend
                         int blockEnd = Math.Min(end, block + RowBlock);
                         for (int t = tile; t < tileEnd; t += 4)
                         {
-                            Int8Kernels.MatVec(q8, block, blockEnd, XQuantized + (long)t * cols, XScaled + (long)t * groups, XSums + (long)t * groups,
+                            Int8Kernels.MatVec(q8, block, blockEnd, XQuantized + (long)t * XBytes, XScaled + (long)t * groups, XSums + (long)t * groups,
                                                Y + (long)t * outRows, outRows, Math.Min(4, tileEnd - t));
                         }
                     }

@@ -30,11 +30,14 @@ internal static unsafe class Int8Kernels
     /// <summary>Whether the int8 kernels apply to this weight on this machine.</summary>
     public static bool Supports(QuantizedWeight w) =>
         Avx2.IsSupported && w.GroupSize == GroupSize && w.ScaleType == ScalarType.BF16 &&
-        (w.Bits == 4 || (w.Bits == 2 && w.GroupsPerRow % 2 == 0));
+        (w.Bits is 3 or 4 || (w.Bits == 2 && w.GroupsPerRow % 2 == 0));
+
+    /// <summary>Bytes one token's prepared x takes (3-bit codes meet int16 copies of xq, see <see cref="MatVec3Bit"/>).</summary>
+    public static int InputBytes(int cols, int bits) => bits == 3 ? 2 * cols : cols;
 
     /// <summary>
-    /// Quantizes one token's x[cols] for a <paramref name="bits"/>-bit weight: xq[cols] int8 in the
-    /// weight's code order, and per group of 64 the scale s and sum(x).
+    /// Quantizes one token's x[cols] for a <paramref name="bits"/>-bit weight: xq (<see cref="InputBytes"/>)
+    /// in the weight's code order, and per group of 64 the scale s and sum(x).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeInput(float* x, int cols, int bits, sbyte* xq, float* xScales, float* xSums)
@@ -53,7 +56,13 @@ internal static unsafe class Int8Kernels
             float inverse = max > 0 ? 127f / max : 0f;
             xScales[g] = scale;
             xSums[g] = sum;
-            if (bits == 4)
+            if (bits == 3)
+            {
+                short* q = (short*)xq + g * GroupSize;
+                for (int i = 0; i < GroupSize; i++)
+                    q[i] = (short)MathF.Round(xg[i] * inverse);
+            }
+            else if (bits == 4)
             {
                 // [32 even elements | 32 odd elements] per group.
                 sbyte* q = xq + g * GroupSize;
@@ -79,7 +88,7 @@ internal static unsafe class Int8Kernels
 
     /// <summary>
     /// y[t * yStride + r] for rows [first, end) and <paramref name="tokens"/> (1..4) consecutive tokens
-    /// whose prepared inputs are xq + t * cols, xScales/xSums + t * groups.
+    /// whose prepared inputs are xq + t * InputBytes, xScales/xSums + t * groups.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void MatVec(QuantizedWeight w, int first, int end, sbyte* xq, float* xScales, float* xSums, float* y, long yStride, int tokens)
@@ -89,6 +98,7 @@ internal static unsafe class Int8Kernels
             case (4, 4): MatVec4Bit4(w, first, end, xq, xScales, xSums, y, yStride); break;
             case (4, _): ForEachToken(w, first, end, xq, xScales, xSums, y, yStride, tokens, &MatVec4Bit1); break;
             case (2, 4): MatVec2Bit4(w, first, end, xq, xScales, xSums, y, yStride); break;
+            case (3, _): MatVec3Bit(w, first, end, (short*)xq, xScales, xSums, y, yStride, tokens); break;
             default: ForEachToken(w, first, end, xq, xScales, xSums, y, yStride, tokens, &MatVec2Bit1); break;
         }
     }
@@ -292,5 +302,84 @@ internal static unsafe class Int8Kernels
             Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(
                 (Avx2.MultiplyAddAdjacent(c0, Vector256.Load(x)) + Avx2.MultiplyAddAdjacent(c1, Vector256.Load(x + 32)))
                 + (Avx2.MultiplyAddAdjacent(c2, Vector256.Load(x + 64)) + Avx2.MultiplyAddAdjacent(c3, Vector256.Load(x + 96))), ones));
+    }
+
+    // ---------------- 3-bit: a group is 24 bytes, 8 chunks of 3 bytes = 8 codes ----------------
+
+    /// <summary>
+    /// vpshufb controls: vector j of a group holds codes 16j..16j+15, one per 16-bit word, each word
+    /// the two bytes around its code (code k of a 3-byte chunk starts at bit 3k) so that one
+    /// unsigned high multiply shifts every word right by its own offset. Lane sources (see
+    /// <see cref="MatVec3Bit"/>): a = group bytes 0-15, b = bytes 8-23.
+    /// </summary>
+    private static readonly Vector256<byte>[] ThreeBitShuffles =
+    [
+        ThreeBitShuffle(0, 3),     // (a, a)
+        ThreeBitShuffle(6, 9),     // (a, a)
+        ThreeBitShuffle(12, 7),    // (a, b)
+        ThreeBitShuffle(10, 13),   // (b, b)
+    ];
+
+    private static Vector256<byte> ThreeBitShuffle(int low, int high)
+    {
+        var control = new byte[32];
+        for (int lane = 0; lane < 2; lane++)
+        {
+            int c = lane == 0 ? low : high;
+            // (low byte, high byte) of word k; 0x80 yields a zero byte.
+            byte[] pairs = [0x80, (byte)c, (byte)c, (byte)(c + 1), (byte)c, (byte)(c + 1), (byte)(c + 1), (byte)(c + 2),
+                            (byte)(c + 1), (byte)(c + 2), (byte)(c + 1), (byte)(c + 2), (byte)(c + 2), 0x80, (byte)(c + 2), 0x80];
+            pairs.CopyTo(control, lane * 16);
+        }
+        return Vector256.Create(control);
+    }
+
+    /// <summary>2^(16 - offset) per word: the high half of word * that is word &gt;&gt; offset (offsets 8,3,6,1,4,7,2,5).</summary>
+    private static readonly Vector256<ushort> ThreeBitMultipliers = Vector256.Create(
+        (ushort)(1 << 8), 1 << 13, 1 << 10, 1 << 15, 1 << 12, 1 << 9, 1 << 14, 1 << 11,
+        1 << 8, 1 << 13, 1 << 10, 1 << 15, 1 << 12, 1 << 9, 1 << 14, 1 << 11);
+
+    /// <summary>Codes 16j..16j+15 of a group as 16-bit words.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> Codes3Bit(Vector256<byte> source, Vector256<byte> control, Vector256<ushort> multipliers) =>
+        (Avx2.MultiplyHigh(Avx2.Shuffle(source, control).AsUInt16(), multipliers) & Vector256.Create((ushort)7)).AsInt16();
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MatVec3Bit(QuantizedWeight w, int first, int end, short* xq, float* xScales, float* xSums, float* y, long yStride, int tokens)
+    {
+        int groups = w.GroupsPerRow, cols = w.Cols, rowBytes = cols * 3 / 8;
+        var shuffle0 = ThreeBitShuffles[0];
+        var shuffle1 = ThreeBitShuffles[1];
+        var shuffle2 = ThreeBitShuffles[2];
+        var shuffle3 = ThreeBitShuffles[3];
+        var multipliers = ThreeBitMultipliers;
+        var acc = stackalloc Vector256<float>[4];
+        for (int row = first; row < end; row++)
+        {
+            byte* p = (byte*)w.Packed + (long)row * rowBytes;
+            ushort* scales = (ushort*)w.Scales + (long)row * groups;
+            for (int t = 0; t < tokens; t++)
+                acc[t] = Vector256<float>.Zero;
+            for (int g = 0; g < groups; g++, p += 24)
+            {
+                var a = Vector128.Load(p);
+                var b = Vector128.Load(p + 8);
+                var c0 = Codes3Bit(Vector256.Create(a, a), shuffle0, multipliers);
+                var c1 = Codes3Bit(Vector256.Create(a, a), shuffle1, multipliers);
+                var c2 = Codes3Bit(Vector256.Create(a, b), shuffle2, multipliers);
+                var c3 = Codes3Bit(Vector256.Create(b, b), shuffle3, multipliers);
+                float scale = Bf16(scales, g);
+                for (int t = 0; t < tokens; t++)
+                {
+                    short* x = xq + (long)t * cols + g * GroupSize;
+                    var dot = (Avx2.MultiplyAddAdjacent(c0, Vector256.Load(x)) + Avx2.MultiplyAddAdjacent(c1, Vector256.Load(x + 16)))
+                            + (Avx2.MultiplyAddAdjacent(c2, Vector256.Load(x + 32)) + Avx2.MultiplyAddAdjacent(c3, Vector256.Load(x + 48)));
+                    acc[t] = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(dot), Vector256.Create(scale * xScales[t * groups + g]), acc[t]);
+                }
+            }
+            ushort* biases = (ushort*)w.Biases + (long)row * groups;
+            for (int t = 0; t < tokens; t++)
+                y[t * yStride + row] = Vector256.Sum(acc[t]) + BiasTerm(biases, xSums + t * groups, groups);
+        }
     }
 }
