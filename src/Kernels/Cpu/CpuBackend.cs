@@ -101,7 +101,7 @@ public sealed unsafe class CpuBackend : IBackend
         // Keep a tile of token rows (about 256 KiB of x) hot while weight rows stream past it.
         job.TokenTile = Math.Clamp((1 << 16) / weight.Cols / 4 * 4, 4, 32);
         job.Int8 = false;
-        if (weight is QuantizedWeight qi && Int8Activations && CpuKernels.UseVectors && Int8Kernels.Supports(qi))
+        if (weight is QuantizedWeight qi && Int8Activations && Int8Kernels.Supports(qi))
         {
             CheckGeometry(qi, nameof(weight));
             // [rows, InputBytes] quantized x, then [rows, groups] scales and [rows, groups] sums.

@@ -21,10 +21,26 @@ namespace Pipeline.Kernels.Cpu;
 /// </summary>
 internal static unsafe class CpuKernels
 {
-    public static bool UseVectors { get; set; } = Vector256.IsHardwareAccelerated;
+    /// <summary>
+    /// Environment variable capping the instruction set at startup: "scalar", "vector256" (portable
+    /// Vector256, no AVX2-specific code) or "avx2" (the default where supported).
+    /// </summary>
+    public const string IsaVariable = "PIPELINE_CPU_ISA";
 
-    /// <summary>AVX2's per-lane shifts for codes of up to 4 bits (else the portable Vector256 decoding).</summary>
-    public static bool UseAvx2 { get; set; } = Avx2.IsSupported;
+    public static bool UseVectors { get; set; } = Vector256.IsHardwareAccelerated && Isa() != "scalar";
+
+    /// <summary>AVX2's per-lane shifts and integer dot products (else the portable Vector256 decoding).</summary>
+    public static bool UseAvx2 { get; set; } = Avx2.IsSupported && Isa() is not ("scalar" or "vector256");
+
+    private static string Isa()
+    {
+        string? value = Environment.GetEnvironmentVariable(IsaVariable);
+        if (value is null or "" or "avx2")
+            return "avx2";
+        if (value is "scalar" or "vector256")
+            return value;
+        throw new InvalidOperationException($"{IsaVariable}={value}: expected scalar, vector256 or avx2");
+    }
 
     // ---------------- dense dot products ----------------
 

@@ -27,9 +27,9 @@ internal static unsafe class Int8Kernels
     /// <summary>Group size the int8 kernels are written for (MLX's default, and every tensor of UD-Q2_K_XL).</summary>
     public const int GroupSize = 64;
 
-    /// <summary>Whether the int8 kernels apply to this weight on this machine.</summary>
+    /// <summary>Whether the int8 kernels apply to this weight on this machine (and AVX2 is not switched off).</summary>
     public static bool Supports(QuantizedWeight w) =>
-        Avx2.IsSupported && w.GroupSize == GroupSize && w.ScaleType == ScalarType.BF16 &&
+        CpuKernels.UseAvx2 && CpuKernels.UseVectors && w.GroupSize == GroupSize && w.ScaleType == ScalarType.BF16 &&
         (w.Bits is 3 or 4 || (w.Bits == 2 && w.GroupsPerRow % 2 == 0));
 
     /// <summary>Bytes one token's prepared x takes (3-bit codes meet int16 copies of xq, see <see cref="MatVec3Bit"/>).</summary>
