@@ -98,6 +98,7 @@ internal static unsafe class Int8Kernels
             case (4, 4): MatVec4Bit4(w, first, end, xq, xScales, xSums, y, yStride); break;
             case (4, _): ForEachToken(w, first, end, xq, xScales, xSums, y, yStride, tokens, &MatVec4Bit1); break;
             case (2, 4): MatVec2Bit4(w, first, end, xq, xScales, xSums, y, yStride); break;
+            case (3, 1): MatVec3Bit1(w, first, end, (short*)xq, xScales, xSums, y); break;
             case (3, _): MatVec3Bit(w, first, end, (short*)xq, xScales, xSums, y, yStride, tokens); break;
             default: ForEachToken(w, first, end, xq, xScales, xSums, y, yStride, tokens, &MatVec2Bit1); break;
         }
@@ -380,6 +381,46 @@ internal static unsafe class Int8Kernels
             ushort* biases = (ushort*)w.Biases + (long)row * groups;
             for (int t = 0; t < tokens; t++)
                 y[t * yStride + row] = Vector256.Sum(acc[t]) + BiasTerm(biases, xSums + t * groups, groups);
+        }
+    }
+
+    /// <summary>One token: <see cref="MatVec3Bit"/> with the accumulators in registers, two groups per step.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MatVec3Bit1(QuantizedWeight w, int first, int end, short* xq, float* xScales, float* xSums, float* y)
+    {
+        int groups = w.GroupsPerRow, rowBytes = w.Cols * 3 / 8;
+        var shuffle0 = ThreeBitShuffles[0];
+        var shuffle1 = ThreeBitShuffles[1];
+        var shuffle2 = ThreeBitShuffles[2];
+        var shuffle3 = ThreeBitShuffles[3];
+        var multipliers = ThreeBitMultipliers;
+        for (int row = first; row < end; row++)
+        {
+            byte* p = (byte*)w.Packed + (long)row * rowBytes;
+            ushort* scales = (ushort*)w.Scales + (long)row * groups;
+            var acc0 = Vector256<float>.Zero;
+            var acc1 = Vector256<float>.Zero;
+            int g = 0;
+            for (; g + 2 <= groups; g += 2)
+            {
+                acc0 = Vector256.MultiplyAddEstimate(Group(p + g * 24, xq + g * GroupSize), Vector256.Create(Bf16(scales, g) * xScales[g]), acc0);
+                acc1 = Vector256.MultiplyAddEstimate(Group(p + g * 24 + 24, xq + g * GroupSize + GroupSize), Vector256.Create(Bf16(scales, g + 1) * xScales[g + 1]), acc1);
+            }
+            if (g < groups)
+                acc0 = Vector256.MultiplyAddEstimate(Group(p + g * 24, xq + g * GroupSize), Vector256.Create(Bf16(scales, g) * xScales[g]), acc0);
+            y[row] = Vector256.Sum(acc0 + acc1) + BiasTerm((ushort*)w.Biases + (long)row * groups, xSums, groups);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        Vector256<float> Group(byte* p, short* x)
+        {
+            var a = Vector128.Load(p);
+            var b = Vector128.Load(p + 8);
+            var dot = (Avx2.MultiplyAddAdjacent(Codes3Bit(Vector256.Create(a, a), shuffle0, multipliers), Vector256.Load(x))
+                     + Avx2.MultiplyAddAdjacent(Codes3Bit(Vector256.Create(a, a), shuffle1, multipliers), Vector256.Load(x + 16)))
+                    + (Avx2.MultiplyAddAdjacent(Codes3Bit(Vector256.Create(a, b), shuffle2, multipliers), Vector256.Load(x + 32))
+                     + Avx2.MultiplyAddAdjacent(Codes3Bit(Vector256.Create(b, b), shuffle3, multipliers), Vector256.Load(x + 48)));
+            return Vector256.ConvertToSingle(dot);
         }
     }
 }
