@@ -385,7 +385,8 @@ public abstract class BackendConformanceTests : IDisposable
     }
 }
 
-/// <summary>The CPU backend with its vector kernels (when the hardware accelerates Vector256).</summary>
+/// <summary>The CPU backend with its vector kernels (when the hardware accelerates Vector256); not while another test switches them off.</summary>
+[Collection(nameof(ScalarKernelCollection))]
 public sealed class CpuVectorConformanceTests : BackendConformanceTests
 {
     [Fact]

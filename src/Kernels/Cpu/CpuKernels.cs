@@ -21,10 +21,26 @@ namespace Pipeline.Kernels.Cpu;
 /// </summary>
 internal static unsafe class CpuKernels
 {
-    public static bool UseVectors { get; set; } = Vector256.IsHardwareAccelerated;
+    /// <summary>
+    /// Environment variable capping the instruction set at startup: "scalar", "vector256" (portable
+    /// Vector256, no AVX2-specific code) or "avx2" (the default where supported).
+    /// </summary>
+    public const string IsaVariable = "PIPELINE_CPU_ISA";
 
-    /// <summary>AVX2's per-lane shifts for codes of up to 4 bits (else the portable Vector256 decoding).</summary>
-    public static bool UseAvx2 { get; set; } = Avx2.IsSupported;
+    public static bool UseVectors { get; set; } = Vector256.IsHardwareAccelerated && Isa() != "scalar";
+
+    /// <summary>AVX2's per-lane shifts and integer dot products (else the portable Vector256 decoding).</summary>
+    public static bool UseAvx2 { get; set; } = Avx2.IsSupported && Isa() is not ("scalar" or "vector256");
+
+    private static string Isa()
+    {
+        string? value = Environment.GetEnvironmentVariable(IsaVariable);
+        if (value is null or "" or "avx2")
+            return "avx2";
+        if (value is "scalar" or "vector256")
+            return value;
+        throw new InvalidOperationException($"{IsaVariable}={value}: expected scalar, vector256 or avx2");
+    }
 
     // ---------------- dense dot products ----------------
 
@@ -49,6 +65,57 @@ internal static unsafe class CpuKernels
         for (; i < n; i++)
             sum += a[i] * b[i];
         return sum;
+    }
+
+    /// <summary>
+    /// Two f32 rows against four tokens x[t * n ..]: y[t * yStride + i] = dot(w_i, x_t), each loaded
+    /// vector of w used four times and each of x twice. Vector path only.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Dot2x4(float* w0, float* w1, float* x, int n, float* y, long yStride)
+    {
+        float* x0 = x, x1 = x + n, x2 = x1 + n, x3 = x2 + n;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+        {
+            var u = Vector256.Load(w0 + i);
+            var v = Vector256.Load(w1 + i);
+            var x0i = Vector256.Load(x0 + i);
+            a0 = Vector256.MultiplyAddEstimate(u, x0i, a0);
+            b0 = Vector256.MultiplyAddEstimate(v, x0i, b0);
+            var x1i = Vector256.Load(x1 + i);
+            a1 = Vector256.MultiplyAddEstimate(u, x1i, a1);
+            b1 = Vector256.MultiplyAddEstimate(v, x1i, b1);
+            var x2i = Vector256.Load(x2 + i);
+            a2 = Vector256.MultiplyAddEstimate(u, x2i, a2);
+            b2 = Vector256.MultiplyAddEstimate(v, x2i, b2);
+            var x3i = Vector256.Load(x3 + i);
+            a3 = Vector256.MultiplyAddEstimate(u, x3i, a3);
+            b3 = Vector256.MultiplyAddEstimate(v, x3i, b3);
+        }
+        float s0 = Vector256.Sum(a0), s1 = Vector256.Sum(a1), s2 = Vector256.Sum(a2), s3 = Vector256.Sum(a3);
+        float t0 = Vector256.Sum(b0), t1 = Vector256.Sum(b1), t2 = Vector256.Sum(b2), t3 = Vector256.Sum(b3);
+        for (; i < n; i++)
+        {
+            s0 += w0[i] * x0[i];
+            s1 += w0[i] * x1[i];
+            s2 += w0[i] * x2[i];
+            s3 += w0[i] * x3[i];
+            t0 += w1[i] * x0[i];
+            t1 += w1[i] * x1[i];
+            t2 += w1[i] * x2[i];
+            t3 += w1[i] * x3[i];
+        }
+        y[0] = s0;
+        y[1] = t0;
+        y[yStride] = s1;
+        y[yStride + 1] = t1;
+        y[2 * yStride] = s2;
+        y[2 * yStride + 1] = t2;
+        y[3 * yStride] = s3;
+        y[3 * yStride + 1] = t3;
     }
 
     /// <summary>dot(bf16 row, x) without materializing the row.</summary>
