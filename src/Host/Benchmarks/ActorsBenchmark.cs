@@ -37,8 +37,8 @@ public static class ActorsBenchmark
         {
             var client = PipelineClient.Start(system, model);
             double loadS = clock.Elapsed.TotalSeconds;
-            // The Gemma-4 template adds about 8 tokens around the user's text; " hello" is one token.
-            string prompt = new StringBuilder().Insert(0, " hello", Math.Max(1, settings.PromptTokens - 8)).ToString();
+            // The Gemma-4 template adds 13 tokens around the user's text; " hello" is one token.
+            string prompt = new StringBuilder().Insert(0, " hello", Math.Max(1, settings.PromptTokens - 13)).ToString();
             say.WriteLine((
                 $"model {settings.ModelDirectory}: {model.Text.NumHiddenLayers} layers, {weightBytes / 1e9:F3} GB of weights per decoded token; " +
                 $"load {loadS:F2} s; {model.Backend.Name}; actors, {settings.Sessions} session(s); prompt ~{settings.PromptTokens}, decode {settings.DecodeTokens}, repeats {settings.Repeats}"));
