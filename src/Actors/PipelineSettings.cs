@@ -21,6 +21,13 @@ public sealed record PipelineSettings
     /// <summary>Executors run every step pending in their mailbox as one pass (off: one step per pass).</summary>
     public bool Batching { get; init; } = true;
 
+    /// <summary>
+    /// Longest time an executor holds a pass for the sessions of its previous pass to send their next
+    /// step, so concurrent decoders keep sharing one read of the weights (at most a tenth of the last
+    /// pass's duration; zero = run whatever is pending at once).
+    /// </summary>
+    public TimeSpan BatchGatherWait { get; init; } = TimeSpan.FromMilliseconds(20);
+
     /// <summary>Most rows (tokens over all steps) one executor pass holds.</summary>
     public int MaxBatchRows { get; init; } = 256;
 
@@ -82,6 +89,7 @@ public sealed record PipelineSettings
             MaxTurnRestarts = NonNegative(section, "max-turn-restarts", defaults.MaxTurnRestarts),
             TokenizerPoolSize = Positive(section, "tokenizer-pool-size", defaults.TokenizerPoolSize),
             StepTimeout = section.GetTimeSpan("step-timeout", defaults.StepTimeout),
+            BatchGatherWait = section.GetTimeSpan("batch-gather-wait", defaults.BatchGatherWait),
             RecordContent = section.GetBoolean("tracing.record-content", defaults.RecordContent),
             KernelDispatcher = section.GetString("kernel-dispatcher", defaults.KernelDispatcher),
             StageDispatcher = section.GetString("stage-dispatcher", defaults.StageDispatcher),
@@ -91,6 +99,8 @@ public sealed record PipelineSettings
         if (settings.PrefillChunk > settings.MaxBatchRows)
             throw new ConfigurationException(
                 $"pipeline.prefill-chunk = {settings.PrefillChunk} must not exceed pipeline.max-batch-rows = {settings.MaxBatchRows}");
+        if (settings.BatchGatherWait < TimeSpan.Zero)
+            throw new ConfigurationException($"pipeline.batch-gather-wait = {settings.BatchGatherWait} must not be negative");
         if (settings.StepTimeout <= TimeSpan.Zero)
             throw new ConfigurationException($"pipeline.step-timeout = {settings.StepTimeout} must be positive");
         return settings;
