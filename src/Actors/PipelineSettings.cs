@@ -89,7 +89,7 @@ public sealed record PipelineSettings
             MaxTurnRestarts = NonNegative(section, "max-turn-restarts", defaults.MaxTurnRestarts),
             TokenizerPoolSize = Positive(section, "tokenizer-pool-size", defaults.TokenizerPoolSize),
             StepTimeout = section.GetTimeSpan("step-timeout", defaults.StepTimeout),
-            BatchGatherWait = section.GetTimeSpan("batch-gather-wait", defaults.BatchGatherWait),
+            BatchGatherWait = Duration(section, "batch-gather-wait", defaults.BatchGatherWait),
             RecordContent = section.GetBoolean("tracing.record-content", defaults.RecordContent),
             KernelDispatcher = section.GetString("kernel-dispatcher", defaults.KernelDispatcher),
             StageDispatcher = section.GetString("stage-dispatcher", defaults.StageDispatcher),
@@ -99,8 +99,6 @@ public sealed record PipelineSettings
         if (settings.PrefillChunk > settings.MaxBatchRows)
             throw new ConfigurationException(
                 $"pipeline.prefill-chunk = {settings.PrefillChunk} must not exceed pipeline.max-batch-rows = {settings.MaxBatchRows}");
-        if (settings.BatchGatherWait < TimeSpan.Zero)
-            throw new ConfigurationException($"pipeline.batch-gather-wait = {settings.BatchGatherWait} must not be negative");
         if (settings.StepTimeout <= TimeSpan.Zero)
             throw new ConfigurationException($"pipeline.step-timeout = {settings.StepTimeout} must be positive");
         return settings;
@@ -160,6 +158,19 @@ public sealed record PipelineSettings
             faults[role] = new RoleFault(probability, parsed);
         }
         return faults;
+    }
+
+    /// <summary>A zero or positive duration such as 20ms (Akka's parser refuses negative ones with a bare FormatException).</summary>
+    private static TimeSpan Duration(Config section, string key, TimeSpan fallback)
+    {
+        try
+        {
+            return section.GetTimeSpan(key, fallback, allowInfinite: false);
+        }
+        catch (FormatException)
+        {
+            throw new ConfigurationException($"pipeline.{key} = {section.GetString(key)} must be a duration of zero or more, e.g. 20ms");
+        }
     }
 
     private static int Positive(Config section, string key, int fallback)

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Text;
 using System.Text.Json.Nodes;
 using Akka.Actor;
@@ -48,6 +49,7 @@ public static class ActorsBenchmark
             double warmupS = clock.Elapsed.TotalSeconds;
 
             var rounds = new List<RoundResult>();
+            using var passes = new ExecutorPasses();
             var cpu0 = CpuTimes.Read();
             for (int r = 0; r < settings.Repeats; r++)
             {
@@ -80,11 +82,15 @@ public static class ActorsBenchmark
             result["completedTokS"] = Stat.Of(rounds.Select(r => r.CompletedTokS)).ToJson();
             result["decodeGBs"] = decodeGBs.ToJson();
             result["ttftMs"] = Stat.Of(rounds.Select(r => r.MedianTtftMs)).ToJson();
+            result["executorPasses"] = passes.Passes;
+            result["meanStepsPerPass"] = passes.MeanSteps;
+            result["meanRowsPerPass"] = passes.MeanRows;
             result["finishReasons"] = new JsonArray([.. rounds.SelectMany(r => r.Finishes).Distinct().Select(f => (JsonNode)f)]);
             Common.AddBandwidth(result, bandwidth, settings.Threads, decodeGBs.Median);
             Common.AddMemory(result, memory);
             say.WriteLine((
                 $"median of {settings.Repeats}: decode {aggregate.Median:F3} tok/s aggregate over {settings.Sessions} session(s) (min {aggregate.Min:F3}), {decodeGBs.Median:F2} GB/s of weights"));
+            say.WriteLine($"executor passes {passes.Passes}: {passes.MeanSteps:F2} steps and {passes.MeanRows:F2} rows per pass on average");
             Common.SayMemory(say, memory);
             return result;
         }
@@ -128,5 +134,40 @@ public static class ActorsBenchmark
             finished[0].Usage.PromptTokens,
             completion,
             [.. finished.Select(f => f.Reason.ToString().ToLowerInvariant()).Distinct()]);
+    }
+
+    /// <summary>Listens to the executors' batch-size and batch-rows histograms (meter "Pipeline.Actors") while it lives.</summary>
+    private sealed class ExecutorPasses : IDisposable
+    {
+        private readonly MeterListener _listener = new();
+        private long _passes, _steps, _rows;
+
+        public ExecutorPasses()
+        {
+            _listener.InstrumentPublished = (instrument, listener) =>
+            {
+                if (instrument.Meter.Name == "Pipeline.Actors" && instrument.Name is "pipeline.executor.batch_size" or "pipeline.executor.batch_rows")
+                    listener.EnableMeasurementEvents(instrument);
+            };
+            _listener.SetMeasurementEventCallback<int>((instrument, value, _, _) =>
+            {
+                if (instrument.Name == "pipeline.executor.batch_size")
+                {
+                    Interlocked.Increment(ref _passes);
+                    Interlocked.Add(ref _steps, value);
+                }
+                else
+                {
+                    Interlocked.Add(ref _rows, value);
+                }
+            });
+            _listener.Start();
+        }
+
+        public long Passes => Interlocked.Read(ref _passes);
+        public double MeanSteps => Passes > 0 ? (double)Interlocked.Read(ref _steps) / Passes : 0;
+        public double MeanRows => Passes > 0 ? (double)Interlocked.Read(ref _rows) / Passes : 0;
+
+        public void Dispose() => _listener.Dispose();
     }
 }
