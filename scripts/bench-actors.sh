@@ -40,7 +40,8 @@ if [[ -z "$model" ]]; then
     (( avail > 5000000000 )) || { echo "not enough disk in $work for the 2.45 GB small preset" >&2; exit 1; }
     log "pipeline make-test-model --preset small"
     rm -rf "$model"
-    "$pipeline" make-test-model --preset small --out "$model" >&2
+    "$pipeline" make-test-model --preset small --out "$model" > "$work/make-test-model.log" 2>&1 \
+      || { tail -3 "$work/make-test-model.log" >&2; exit 1; }
   fi
 fi
 

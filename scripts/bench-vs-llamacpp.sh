@@ -80,7 +80,8 @@ make_models() {
   if [[ ! -f "$(checkpoint "$l")/config.json" ]]; then
     log "pipeline make-test-model --preset 31b --layers $l"
     rm -rf "$(checkpoint "$l")"
-    "$pipeline" make-test-model --preset 31b --layers "$l" --out "$(checkpoint "$l")" >&2
+    "$pipeline" make-test-model --preset 31b --layers "$l" --out "$(checkpoint "$l")" > "$work/make-test-model-${l}L.log" 2>&1 \
+      || { tail -3 "$work/make-test-model-${l}L.log" >&2; exit 1; }
   fi
 }
 tag() { jq -c --arg layersTag "$1" --argjson round "$2" '. + {layersTag: $layersTag, round: $round}'; }
@@ -113,7 +114,8 @@ if (( with60 )); then
   (( keep )) || rm -f "$(gguf 60)"
   if [[ ! -f "$(checkpoint 60)/config.json" ]]; then
     log "pipeline make-test-model --preset 31b"
-    "$pipeline" make-test-model --preset 31b --out "$(checkpoint 60)" >&2
+    "$pipeline" make-test-model --preset 31b --out "$(checkpoint 60)" > "$work/make-test-model-60L.log" 2>&1 \
+      || { tail -3 "$work/make-test-model-60L.log" >&2; exit 1; }
   fi
   for t in $threads; do for r in $(seq 1 "$rounds"); do run_pipeline 60 "$t" "$r"; done; done
   [[ -n "$pipeline60" || $keep == 1 ]] || rm -rf "$(checkpoint 60)"
