@@ -91,7 +91,8 @@ public static unsafe class ReadBandwidthProbe
                 ready.Signal();
                 go.Wait();
                 body(index, count);
-            }) { IsBackground = true };
+            });
+            threads[t].IsBackground = true;
             threads[t].Start();
         }
         ready.Wait();
