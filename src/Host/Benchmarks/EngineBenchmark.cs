@@ -30,7 +30,7 @@ public static class EngineBenchmark
             using var engine = Engine.Load(settings.ModelDirectory, new EngineOptions
             {
                 Backend = timing,
-                MaxContext = Math.Min(settings.ContextSize, 1 << 30),
+                MaxContext = settings.ContextSize,
                 MaxBatchRows = Math.Clamp(settings.PromptTokens, 16, 512),
                 InitialCacheCapacity = settings.ContextSize,
             });
