@@ -21,6 +21,13 @@ public sealed record PipelineSettings
     /// <summary>Executors run every step pending in their mailbox as one pass (off: one step per pass).</summary>
     public bool Batching { get; init; } = true;
 
+    /// <summary>
+    /// Longest time an executor holds a pass for the sessions of its previous pass to send their next
+    /// step, so concurrent decoders keep sharing one read of the weights (at most a tenth of the last
+    /// pass's duration; zero = run whatever is pending at once).
+    /// </summary>
+    public TimeSpan BatchGatherWait { get; init; } = TimeSpan.FromMilliseconds(20);
+
     /// <summary>Most rows (tokens over all steps) one executor pass holds.</summary>
     public int MaxBatchRows { get; init; } = 256;
 
@@ -82,6 +89,7 @@ public sealed record PipelineSettings
             MaxTurnRestarts = NonNegative(section, "max-turn-restarts", defaults.MaxTurnRestarts),
             TokenizerPoolSize = Positive(section, "tokenizer-pool-size", defaults.TokenizerPoolSize),
             StepTimeout = section.GetTimeSpan("step-timeout", defaults.StepTimeout),
+            BatchGatherWait = Duration(section, "batch-gather-wait", defaults.BatchGatherWait),
             RecordContent = section.GetBoolean("tracing.record-content", defaults.RecordContent),
             KernelDispatcher = section.GetString("kernel-dispatcher", defaults.KernelDispatcher),
             StageDispatcher = section.GetString("stage-dispatcher", defaults.StageDispatcher),
@@ -150,6 +158,19 @@ public sealed record PipelineSettings
             faults[role] = new RoleFault(probability, parsed);
         }
         return faults;
+    }
+
+    /// <summary>A zero or positive duration such as 20ms (Akka's parser refuses negative ones with a bare FormatException).</summary>
+    private static TimeSpan Duration(Config section, string key, TimeSpan fallback)
+    {
+        try
+        {
+            return section.GetTimeSpan(key, fallback, allowInfinite: false);
+        }
+        catch (FormatException)
+        {
+            throw new ConfigurationException($"pipeline.{key} = {section.GetString(key)} must be a duration of zero or more, e.g. 20ms");
+        }
     }
 
     private static int Positive(Config section, string key, int fallback)

@@ -54,6 +54,7 @@ public class SettingsTests
     [InlineData("pipeline.prefill-chunk = 512", "prefill-chunk = 512 must not exceed pipeline.max-batch-rows = 256")]
     [InlineData("pipeline.faults { enabled = on, sampler { probability = 1.5 } }", "pipeline.faults.sampler.probability = 1.5 must be in [0, 1]")]
     [InlineData("pipeline.faults { enabled = on, sampler { probability = 0.5, mode = explode } }", "mode = 'explode' must be 'throw' or 'kill'")]
+    [InlineData("pipeline.batch-gather-wait = -5ms", "pipeline.batch-gather-wait = -5ms must be a duration of zero or more")]
     public void Bad_values_are_one_clear_error_naming_the_key(string hocon, string message)
     {
         var e = Assert.Throws<ConfigurationException>(() => PipelineSettings.FromConfig(PipelineConfig.Load(hocon)));

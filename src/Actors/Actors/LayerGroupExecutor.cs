@@ -24,13 +24,16 @@ namespace Pipeline.Actors.Actors;
 /// still waiting are handed to the new instance.
 /// </para>
 /// </summary>
-public sealed class LayerGroupExecutor : PipelineActor
+public sealed class LayerGroupExecutor : PipelineActor, IWithTimers
 {
     /// <summary>Marker: when it arrives, every step that was in the mailbox before it is pending.</summary>
     private sealed class RunBatch
     {
         public static readonly RunBatch Instance = new();
     }
+
+    /// <summary>Timer: the wait numbered <see cref="Wait"/> for the previous pass's sessions is over.</summary>
+    private sealed record GatherTimeout(long Wait);
 
     private sealed record Pending(ForwardStep Step, Activity? Span);
 
@@ -44,9 +47,13 @@ public sealed class LayerGroupExecutor : PipelineActor
     private readonly List<Pending> _running = [];
     private readonly List<int> _logitRows = [];
     private readonly List<SessionCache> _logitTargets = [];
+    private readonly HashSet<string> _previousPass = [];   // sessions of the last pass: their next steps are gathered
     private ForwardBatch? _batch;
     private ForwardWorkspace? _work;
     private bool _scheduled;
+    private TimeSpan _lastPassTime;
+    private long _wait;                // number of the current gather wait (0 = not waiting)
+    private long _waits;
 
     public LayerGroupExecutor(PipelineModel model, PipelineSettings settings, int group, int first, int end, IActorRef? next, FaultInjector faults)
         : base(ActorRole.Executor, faults)
@@ -66,9 +73,19 @@ public sealed class LayerGroupExecutor : PipelineActor
         Receive<RunBatch>(_ =>
         {
             _scheduled = false;
+            if (!StartGatherWait())
+                RunPending();
+        });
+        Receive<GatherTimeout>(m =>
+        {
+            if (m.Wait != _wait)
+                return;   // the wait already ended: every session arrived
+            _wait = 0;
             RunPending();
         });
     }
+
+    public ITimerScheduler Timers { get; set; } = null!;
 
     public static Props Props(PipelineModel model, PipelineSettings settings, int group, int first, int end, IActorRef? next, FaultInjector faults) =>
         Akka.Actor.Props.Create(() => new LayerGroupExecutor(model, settings, group, first, end, next, faults))
@@ -105,11 +122,54 @@ public sealed class LayerGroupExecutor : PipelineActor
             throw new ArgumentException($"step {step.Step} of session {step.SessionId} has {step.Ids.Length} rows; an executor pass holds 1..{_settings.MaxBatchRows}");
         _pending.Add(new Pending(step, DetachActivity()));
         PipelineTelemetry.QueueDepth.Add(1, _groupTag);
+        if (_wait != 0)
+        {
+            // Waiting for the previous pass's sessions: run as soon as the last of them arrived.
+            if (!MissingFromPreviousPass())
+            {
+                _wait = 0;
+                Timers.Cancel(nameof(GatherTimeout));
+                RunPending();
+            }
+            return;
+        }
         if (!_scheduled)
         {
             _scheduled = true;
             Self.Tell(RunBatch.Instance);
         }
+    }
+
+    /// <summary>
+    /// Decoding sessions come back one by one (each samples its token first), so the first to arrive
+    /// would otherwise start a pass alone and split the rest into later passes, each reading every
+    /// weight again. Starts a bounded wait when some session of the previous pass has not sent its
+    /// next step yet; returns false when the pass should run now.
+    /// </summary>
+    private bool StartGatherWait()
+    {
+        var bound = TimeSpan.FromTicks(Math.Min(_settings.BatchGatherWait.Ticks, _lastPassTime.Ticks / 10));
+        if (!_settings.Batching || bound < TimeSpan.FromMilliseconds(1) || !MissingFromPreviousPass())
+            return false;
+        int rows = 0;
+        foreach (var pending in _pending)
+            rows += pending.Step.Ids.Length;
+        if (rows >= _settings.MaxBatchRows)
+            return false;
+        _wait = ++_waits;
+        Timers.StartSingleTimer(nameof(GatherTimeout), new GatherTimeout(_wait), bound);
+        return true;
+    }
+
+    private bool MissingFromPreviousPass()
+    {
+        int present = 0;
+        foreach (var pending in _pending)
+        {
+            if (_previousPass.Contains(pending.Step.SessionId))
+                present++;
+        }
+        return present < _previousPass.Count;
     }
 
     private void RunPending()
@@ -128,7 +188,12 @@ public sealed class LayerGroupExecutor : PipelineActor
 
         // Test-only chaos strikes the pass itself, where a kernel failure would.
         Faults.BeforeHandling(Role, _running[0].Step);
+        long started = Stopwatch.GetTimestamp();
         Compute(rows);
+        _lastPassTime = Stopwatch.GetElapsedTime(started);
+        _previousPass.Clear();
+        foreach (var (step, _) in _running)
+            _previousPass.Add(step.SessionId);
 
         PipelineTelemetry.BatchSize.Record(_running.Count, _groupTag);
         PipelineTelemetry.BatchRows.Record(rows, _groupTag);

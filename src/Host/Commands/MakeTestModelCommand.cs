@@ -24,11 +24,12 @@ public static class MakeTestModelCommand
         quant.AcceptOnlyFromAmong("ud-q2kxl", "bf16");
         var seed = new Option<ulong>("--seed") { Description = "random seed; the same seed gives the same bytes", DefaultValueFactory = _ => 0 };
         var output = new Option<DirectoryInfo>("--out") { Description = "output folder (created; must be new or empty)" };
+        var layers = new Option<int?>("--layers") { Description = "layer count instead of the preset's (a multiple of its sliding:full period, 6 for small/31b)" };
         var dryRun = new Option<bool>("--dry-run") { Description = "list tensors (name, dtype, shape, bytes) and total size; write nothing" };
 
         var command = new Command("make-test-model", "Write a deterministic random Gemma-4 checkpoint with the real tokenizer and chat template.")
         {
-            preset, quant, seed, output, dryRun,
+            preset, quant, seed, output, layers, dryRun,
         };
         command.Validators.Add(result =>
         {
@@ -38,6 +39,18 @@ public static class MakeTestModelCommand
         command.SetAction(async (parse, cancellation) =>
         {
             var chosenPreset = TestModelPreset.Parse(parse.GetValue(preset)!);
+            if (parse.GetValue(layers) is { } layerCount)
+            {
+                try
+                {
+                    chosenPreset = chosenPreset.WithLayers(layerCount);
+                }
+                catch (ArgumentException e)
+                {
+                    Console.Error.WriteLine($"make-test-model: {e.Message}");
+                    return 1;
+                }
+            }
             var chosenQuant = TestModelQuants.Parse(parse.GetValue(quant)!);
             if (parse.GetValue(dryRun))
             {

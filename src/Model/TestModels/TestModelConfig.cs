@@ -75,7 +75,7 @@ public static class TestModelConfig
             ["tie_word_embeddings"] = true,
             ["dtype"] = "bfloat16",
             ["_pipeline_test_model"] =
-                $"random weights from pipeline make-test-model --preset {p.Name} --quant {TestModelQuants.Name(plan.Quant)} --seed {seed}",
+                $"random weights from pipeline make-test-model --preset {p.Name}{p.LayersOption} --quant {TestModelQuants.Name(plan.Quant)} --seed {seed}",
         };
         if (p.Vision is not null)
         {

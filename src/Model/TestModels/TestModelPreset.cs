@@ -44,6 +44,19 @@ public sealed record TestModelPreset(
     /// <summary>The vision tower (vision_config and vision_tower.* / embed_vision.* weights), or null for text only.</summary>
     public TestVisionPreset? Vision { get; init; }
 
+    /// <summary>
+    /// This preset with <paramref name="layers"/> layers, keeping the sliding:full pattern (a multiple of
+    /// <see cref="FullAttentionPeriod"/>, so the last layer is a full-attention one, as in Gemma 4).
+    /// </summary>
+    public TestModelPreset WithLayers(int layers) =>
+        layers > 0 && layers % FullAttentionPeriod == 0
+            ? this with { NumLayers = layers }
+            : throw new ArgumentException(
+                $"--layers {layers} for preset '{Name}' must be a positive multiple of {FullAttentionPeriod} (the sliding:full attention period)", nameof(layers));
+
+    /// <summary>" --layers N" when the layer count differs from the named preset's, else empty (for the command line a folder records).</summary>
+    public string LayersOption => All.FirstOrDefault(p => p.Name == Name) is { } named && named.NumLayers != NumLayers ? $" --layers {NumLayers}" : "";
+
     public bool IsFullAttention(int layer) => (layer + 1) % FullAttentionPeriod == 0;
 
     public static TestModelPreset Parse(string name) =>
