@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Pipeline.Host.Benchmarks;
 using Pipeline.Model.Checkpoint;
+using Pipeline.Model.TestModels;
 
 namespace Pipeline.Host.Commands;
 
