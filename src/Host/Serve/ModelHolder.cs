@@ -7,8 +7,11 @@ using Pipeline.Actors.Hosting;
 
 namespace Pipeline.Host.Serve;
 
-/// <summary>How the server gets its model: a loader run in the background at start-up, and whether the server disposes the model when it stops.</summary>
-public sealed record ModelSource(Func<CancellationToken, Task<PipelineModel>> Load, bool DisposeOnStop);
+/// <summary>
+/// How the server gets its model: a loader run in the background at start-up. The server owns what it
+/// returns (the service provider disposes the model once the actors have used it).
+/// </summary>
+public sealed record ModelSource(Func<CancellationToken, Task<PipelineModel>> Load);
 
 /// <summary>
 /// Loads the model in the background while Kestrel already answers (/health says 503 until the
@@ -67,10 +70,13 @@ public sealed class ModelHolder(ModelSource source, PipelineStartup startup, ILo
         return Task.CompletedTask;
     }
 
-    /// <summary>Called after the host (and its actor system) stopped.</summary>
+    /// <summary>
+    /// Called after the host stopped: a model the actors never started on is not known to the service
+    /// provider, so it is disposed here.
+    /// </summary>
     public void Release()
     {
-        if (source.DisposeOnStop && _model.Task.IsCompletedSuccessfully)
+        if (!_started && _model.Task.IsCompletedSuccessfully)
             _model.Task.Result.Dispose();
     }
 }

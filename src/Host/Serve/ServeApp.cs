@@ -116,8 +116,7 @@ public static class ServeApp
             if (!File.Exists(Path.Combine(directory, "config.json")))
                 throw new FileNotFoundException($"model folder '{directory}' has no config.json");
             return PipelineModel.Load(directory, threads: options.Threads);
-        }),
-        DisposeOnStop: true);
+        }));
 
     private static bool Authorized(HttpRequest request, string key)
     {
