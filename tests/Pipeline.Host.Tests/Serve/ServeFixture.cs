@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
@@ -45,7 +46,16 @@ public sealed class ServeFixture : IDisposable
     /// <summary>A fresh model on the fixture's checkpoint and scripted format.</summary>
     public PipelineModel LoadModel() => PipelineModel.Load(TinyModelDirectory, Format, threads: 1);
 
-    public void Dispose() => Model.Dispose();
+    /// <summary>One default server kept for the whole collection, for tests that never reach the pipeline.</summary>
+    public async Task<TestServer> SharedAsync() => _shared ??= await StartAsync();
+
+    private TestServer? _shared;
+
+    public void Dispose()
+    {
+        _shared?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        Model.Dispose();
+    }
 
     public static string RepoRoot()
     {
@@ -164,5 +174,30 @@ public static class Bodies
     {
         body[key] = value;
         return body;
+    }
+}
+
+/// <summary>Assertions the server tests share.</summary>
+public static class ServeAssert
+{
+    public static async Task<JsonElement> ErrorOf(HttpResponseMessage response, HttpStatusCode status)
+    {
+        string text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == status, $"expected {(int)status}, got {(int)response.StatusCode}: {text}");
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        foreach (string member in new[] { "message", "type", "param", "code" })
+            Assert.True(error.TryGetProperty(member, out _), $"the error object lacks '{member}': {text}");
+        return error.Clone();
+    }
+
+    public static async Task Until(Func<bool> condition, double seconds = 30)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(seconds);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"the condition did not hold within {seconds} s");
+            await Task.Delay(10);
+        }
     }
 }
