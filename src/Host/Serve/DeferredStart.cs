@@ -48,7 +48,8 @@ public sealed class DeferredStart(IHostedService inner, ModelHolder holder, IHos
             {
                 holder.MarkFailed(e);
                 logger.LogError("the pipeline could not start: {Message}", e.Message);
-                lifetime.StopApplication();
+                // Stopping while the host is still starting would cancel Kestrel's start: stop once it has.
+                lifetime.ApplicationStarted.Register(lifetime.StopApplication);
             }
         }, CancellationToken.None);
         return Task.CompletedTask;
