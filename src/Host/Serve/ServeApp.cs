@@ -55,10 +55,8 @@ public static class ServeApp
             kestrel.Limits.MaxRequestBodySize = options.MaxBody;
             if (options.Host == "localhost")
                 kestrel.ListenLocalhost(options.Port);
-            else if (IPAddress.TryParse(options.Host, out var address))
-                kestrel.Listen(address, options.Port);
             else
-                throw new ArgumentException($"host '{options.Host}' is not an IP address or 'localhost'");
+                kestrel.Listen(IPAddress.Parse(options.Host), options.Port);
         });
 
         var services = builder.Services;

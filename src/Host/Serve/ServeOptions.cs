@@ -60,7 +60,7 @@ public sealed class ServeOptions
             throw new ArgumentException($"threads {Threads} must not be negative");
         if (TelemetryExporter is not ("none" or "console" or "otlp"))
             throw new ArgumentException($"telemetry-exporter '{TelemetryExporter}' is not one of none, console, otlp");
-        if (string.IsNullOrWhiteSpace(Host))
-            throw new ArgumentException("host must not be empty");
+        if (Host != "localhost" && !System.Net.IPAddress.TryParse(Host, out _))
+            throw new ArgumentException($"host '{Host}' is not an IP address or 'localhost'");
     }
 }

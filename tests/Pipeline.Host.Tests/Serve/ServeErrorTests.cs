@@ -74,18 +74,43 @@ public sealed class ServeErrorTests(ServeFixture fixture)
         Assert.Equal("length", ok.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
     }
 
-    [Fact]
-    public async Task A_body_over_the_size_limit_is_413()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_body_over_the_size_limit_is_413(bool chunked)
     {
         await using var server = await fixture.StartAsync(new() { ["MaxBody"] = "2048" });
         string body = JsonSerializer.Serialize(Bodies.Chat(Bodies.User(new string('a', 4000))));
-        var error = await ServeAssert.ErrorOf(await server.PostAsync("/v1/chat/completions", body), HttpStatusCode.RequestEntityTooLarge);
+        // A raw socket sends the whole request before reading, so the server's early answer cannot
+        // turn into a broken pipe on the client's side. Chunked: no Content-Length, the limit holds as the body is read.
+        var (status, text) = await RawPostAsync(server.Address, "/v1/chat/completions", body, chunked);
+        Assert.True(status == 413, $"expected 413, got {status}: {text}");
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
         Assert.Contains("2048", error.GetProperty("message").GetString());
+        Assert.Equal("body_too_large", error.GetProperty("code").GetString());
+    }
 
-        // Without a Content-Length (chunked upload) the limit holds as the body is read.
-        var chunked = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = new ChunkedContent(body) };
-        var streamed = await server.Http.SendAsync(chunked);
-        await ServeAssert.ErrorOf(streamed, HttpStatusCode.RequestEntityTooLarge);
+    private static async Task<(int Status, string Body)> RawPostAsync(Uri address, string path, string body, bool chunked)
+    {
+        using var socket = new System.Net.Sockets.TcpClient();
+        await socket.ConnectAsync(address.Host, address.Port);
+        var stream = socket.GetStream();
+        byte[] payload = System.Text.Encoding.UTF8.GetBytes(body);
+        var request = new System.Text.StringBuilder()
+            .Append($"POST {path} HTTP/1.1\r\nHost: {address.Authority}\r\nContent-Type: application/json\r\nConnection: close\r\n")
+            .Append(chunked ? "Transfer-Encoding: chunked\r\n\r\n" + $"{payload.Length:x}\r\n" : $"Content-Length: {payload.Length}\r\n\r\n");
+        var bytes = new List<byte>(System.Text.Encoding.ASCII.GetBytes(request.ToString()));
+        bytes.AddRange(payload);
+        if (chunked)
+            bytes.AddRange(System.Text.Encoding.ASCII.GetBytes("\r\n0\r\n\r\n"));
+        await stream.WriteAsync(bytes.ToArray());
+        using var reader = new StreamReader(stream);
+        string response = await reader.ReadToEndAsync();
+        int status = int.Parse(response.Split(' ')[1]);
+        string content = response[(response.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..];
+        if (response.Contains("Transfer-Encoding: chunked", StringComparison.OrdinalIgnoreCase))
+            content = string.Concat(content.Split("\r\n").Where((_, i) => i % 2 == 1));   // drop the chunk sizes
+        return (status, content);
     }
 
     [Fact]
@@ -154,18 +179,6 @@ public sealed class ServeErrorTests(ServeFixture fixture)
         finally
         {
             hold.Set();
-        }
-    }
-
-    private sealed class ChunkedContent(string text) : HttpContent
-    {
-        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
-            stream.WriteAsync(System.Text.Encoding.UTF8.GetBytes(text)).AsTask();
-
-        protected override bool TryComputeLength(out long length)
-        {
-            length = 0;
-            return false;
         }
     }
 }

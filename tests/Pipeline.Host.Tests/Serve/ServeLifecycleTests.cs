@@ -137,3 +137,22 @@ public sealed class ServeLifecycleTests(ServeFixture fixture)
         Assert.EndsWith(" 1", requests);
     }
 }
+
+/// <summary>Settings binding: bad values fail before anything starts, naming the setting.</summary>
+public sealed class ServeSettingsTests
+{
+    [Theory]
+    [InlineData("Parallel", "0", "parallel 0")]
+    [InlineData("MaxQueue", "-1", "max-queue -1")]
+    [InlineData("Port", "70000", "port 70000")]
+    [InlineData("Port", "eighty", "Port")]
+    [InlineData("TelemetryExporter", "zipkin", "zipkin")]
+    [InlineData("Host", "example.com", "example.com")]
+    public void Bad_settings_are_refused_by_name(string key, string value, string named)
+    {
+        var settings = new Dictionary<string, string?> { [key] = value };
+        var error = Assert.ThrowsAny<ArgumentException>(() =>
+            ServeApp.Build(settings, new ModelSource(_ => Task.FromException<PipelineModel>(new InvalidOperationException("never loaded")))));
+        Assert.Contains(named, error.Message);
+    }
+}
