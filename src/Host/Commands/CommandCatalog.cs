@@ -17,5 +17,6 @@ public static class CommandCatalog
         yield return RenderChatCommand.Create();
         yield return ImatrixCommand.Create();
         yield return BenchCommand.Create();
+        yield return ServeCommand.Create();
     }
 }
