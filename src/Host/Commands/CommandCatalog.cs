@@ -15,5 +15,6 @@ public static class CommandCatalog
         yield return ConvertCommand.Create();
         yield return RenderChatCommand.Create();
         yield return ImatrixCommand.Create();
+        yield return BenchVisionCommand.Create();
     }
 }
