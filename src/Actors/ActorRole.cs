@@ -9,11 +9,12 @@ public enum ActorRole
     Executor,
     Sampler,
     Detokenizer,
+    VisionEncoder,
 }
 
 public static class ActorRoles
 {
-    /// <summary>The role's name in config and traces: session-manager, session, tokenizer, executor, sampler, detokenizer.</summary>
+    /// <summary>The role's name in config and traces: session-manager, session, tokenizer, executor, sampler, detokenizer, vision-encoder.</summary>
     public static string ConfigName(this ActorRole role) => role switch
     {
         ActorRole.SessionManager => "session-manager",
@@ -22,6 +23,7 @@ public static class ActorRoles
         ActorRole.Executor => "executor",
         ActorRole.Sampler => "sampler",
         ActorRole.Detokenizer => "detokenizer",
+        ActorRole.VisionEncoder => "vision-encoder",
         _ => throw new ArgumentOutOfRangeException(nameof(role), role, null),
     };
 

@@ -29,7 +29,7 @@ public sealed record PipelineSettings
     public TimeSpan BatchGatherWait { get; init; } = TimeSpan.FromMilliseconds(20);
 
     /// <summary>Most rows (tokens over all steps) one executor pass holds.</summary>
-    public int MaxBatchRows { get; init; } = 256;
+    public int MaxBatchRows { get; init; } = 512;
 
     /// <summary>Prompt tokens per prefill step; cancellation is checked between steps.</summary>
     public int PrefillChunk { get; init; } = 64;

@@ -5,8 +5,13 @@ namespace Pipeline.Model;
 /// <summary>How an <see cref="Engine"/> sizes its work and caches.</summary>
 public sealed record EngineOptions
 {
-    /// <summary>Tokens per forward block; longer prompts are run in blocks of this many.</summary>
-    public int MaxBatchRows { get; init; } = 256;
+    /// <summary>
+    /// Tokens per forward block; longer prompts are run in blocks of this many. An image's rows must
+    /// be in one block (they attend to each other in both directions, so a later block could not
+    /// update an earlier one's rows): the default 512 holds an image at the default 280-token budget
+    /// (about 190 MB of activations for the 31B); the 560 and 1120 budgets need a larger value.
+    /// </summary>
+    public int MaxBatchRows { get; init; } = 512;
 
     /// <summary>Rows whose logits are computed in one head call (each row is vocab floats).</summary>
     public int MaxLogitRows { get; init; } = 8;

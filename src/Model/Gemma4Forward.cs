@@ -14,7 +14,8 @@ namespace Pipeline.Model;
 ///   kraw = k_proj(x);  k = RoPE(RMSNorm_per_head(kraw; k_norm))
 ///   v = RMSNormNoScale_per_head(full &amp;&amp; attention_k_eq_v ? kraw : v_proj(x))      (no RoPE)
 ///   attn = softmax(q.k * 1.0, causal, sliding: q - k &lt; window) . v, query head i on KV head i / (H / KVH);
-///          rows of one embedding span (an image) also see the span's later rows
+///          on sliding layers rows of one embedding span (an image) also see the span's later rows; full
+///          layers stay causal (HF's create_causal_mask_mapping gives only the sliding mask the image OR-mask)
 ///   h = r + RMSNorm(o_proj(attn); post_attention_layernorm)
 ///   r = h; m = RMSNorm(h; pre_feedforward_layernorm)
 ///   h = r + RMSNorm(down(gelu_tanh(gate(m)) * up(m)); post_feedforward_layernorm)
@@ -124,7 +125,7 @@ public sealed class Gemma4Forward : IDisposable
             _backend.Attention(
                 q.Rows(segment.FirstRow, segment.Rows, shape.QueryWidth), segmentK, segmentV, cache,
                 segment.StartPosition, segment.Rows, shape,
-                attention.Rows(segment.FirstRow, segment.Rows, shape.QueryWidth), batch.Bidirectional(s));
+                attention.Rows(segment.FirstRow, segment.Rows, shape.QueryWidth), full ? [] : batch.Bidirectional(s));
             _backend.StoreKv(segmentK, segmentV, cache, segment.StartPosition, segment.Rows, shape.KvWidth);
         }
 

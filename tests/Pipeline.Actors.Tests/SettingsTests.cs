@@ -51,7 +51,7 @@ public class SettingsTests
 
     [Theory]
     [InlineData("pipeline.layer-groups = 0", "pipeline.layer-groups = 0 must be positive")]
-    [InlineData("pipeline.prefill-chunk = 512", "prefill-chunk = 512 must not exceed pipeline.max-batch-rows = 256")]
+    [InlineData("pipeline.prefill-chunk = 1024", "prefill-chunk = 1024 must not exceed pipeline.max-batch-rows = 512")]
     [InlineData("pipeline.faults { enabled = on, sampler { probability = 1.5 } }", "pipeline.faults.sampler.probability = 1.5 must be in [0, 1]")]
     [InlineData("pipeline.faults { enabled = on, sampler { probability = 0.5, mode = explode } }", "mode = 'explode' must be 'throw' or 'kill'")]
     [InlineData("pipeline.batch-gather-wait = -5ms", "pipeline.batch-gather-wait = -5ms must be a duration of zero or more")]

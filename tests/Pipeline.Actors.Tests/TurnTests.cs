@@ -143,7 +143,7 @@ public class TurnTests(TinyModel tiny) : IClassFixture<TinyModel>
     }
 
     [Fact]
-    public async Task A_request_with_an_image_is_refused_with_a_clear_error()
+    public async Task A_request_with_an_image_for_a_model_without_a_vision_tower_is_refused_with_a_clear_error()
     {
         var (system, client) = tiny.Start();
         using var _ = system;
@@ -154,7 +154,7 @@ public class TurnTests(TinyModel tiny) : IClassFixture<TinyModel>
         };
         var result = await client.RunTurnAsync(request).WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(FinishReason.Error, result.Finished.Reason);
-        Assert.Contains("vision encoder", result.Finished.Error);
+        Assert.Contains("has no vision tower", result.Finished.Error);
         Assert.Empty(await client.GetTranscriptAsync("vision"));
     }
 

@@ -237,7 +237,7 @@ public sealed class LayerGroupExecutor : PipelineActor, IWithTimers
             {
                 if (_isFirst)
                     step.Cache.Kv.Reserve(step.StartPosition + step.Ids.Length);
-                batch.Add(step.Cache.Kv, step.Ids, step.StartPosition);
+                batch.Add(step.Cache.Kv, step.Ids, step.StartPosition, step.Embedded ?? []);
             }
 
             // h [rows, hidden]: embedded here, or the previous group's output from each step's handle.

@@ -5,12 +5,14 @@ using Pipeline.Actors.Faults;
 using Pipeline.Actors.Messages;
 using Pipeline.Actors.Sessions;
 using Pipeline.Actors.Telemetry;
+using Pipeline.Model;
 using Pipeline.Model.Sampling;
+using Pipeline.Model.Vision;
 
 namespace Pipeline.Actors.Actors;
 
-/// <summary>The stages a session talks to.</summary>
-public sealed record StageRefs(IActorRef Tokenizer, IActorRef FirstExecutor, IActorRef Sampler, IActorRef Detokenizer);
+/// <summary>The stages a session talks to; <see cref="VisionEncoder"/> is null for a model without a vision tower.</summary>
+public sealed record StageRefs(IActorRef Tokenizer, IActorRef FirstExecutor, IActorRef Sampler, IActorRef Detokenizer, IActorRef? VisionEncoder);
 
 /// <summary>
 /// One conversation: owns its transcript (in the <see cref="ISessionStore"/>), its sampler state and its
@@ -27,6 +29,16 @@ public sealed record StageRefs(IActorRef Tokenizer, IActorRef FirstExecutor, IAc
 /// checkpoint (prompt ids, generated tokens, sampler state), producing exactly the same tokens; after
 /// max-turn-restarts restarts in one turn it ends with an error event. The user's message stays in
 /// the transcript either way.
+/// </para>
+/// <para>
+/// Images: a turn whose transcript holds images gets a [vision] step between tokenize and prefill. The
+/// chat template renders each image as one image token; the <see cref="VisionEncoderActor"/> encodes the
+/// images this actor has no rows for yet, and the prompt is expanded to boi + n image tokens + eoi per
+/// image, the n rows taking the image's embeddings (<see cref="EmbeddingSpan"/>). A prefill step ends
+/// before an image or holds all of it, so an image's rows attend to each other in one pass. The
+/// transcript keeps each image's bytes (as sent: Data or a data: URI), not its rows: the rows live in
+/// this actor's memory only, and a restarted instance (or one that loaded the session from the store)
+/// re-encodes them from the transcript before rebuilding the cache, which gives the same rows.
 /// </para>
 /// </summary>
 public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTimers
@@ -65,6 +77,13 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
     private long _prefillStartTicks;
     private IStageRequest? _outstanding;
     private bool _restarting;
+
+    // Images: rows of the transcript's images in prompt order (this instance's memory only), the
+    // prompt as tokenized (one image token per image) while rows are missing, and the image spans
+    // of _target (starts are positions; null until known for the turn's prompt).
+    private readonly List<float[]> _imageRows = [];
+    private int[]? _unexpandedPrompt;
+    private EmbeddingSpan[]? _spans;
 
     public SessionActor(string sessionId, PipelineModel model, PipelineSettings settings, ISessionStore store, StageRefs stages, FaultInjector faults)
         : base(ActorRole.Session, faults)
@@ -145,6 +164,8 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
                 _turn!.Span?.SetTag(PipelineTags.GenAiPrompt, m.Text);
         }));
         Receive<PromptTokenized>(m => OnReply(m.RequestId, () => OnPromptTokenized(m.Ids)));
+        Receive<ImagesEncoded>(m => OnReply(m.RequestId, () => _imageRows.AddRange(m.Rows)));
+        Receive<ImagesRejected>(m => OnReply(m.RequestId, () => Finish(FinishReason.Error, $"an image could not be used: {m.Reason}")));
         Receive<StepComputed>(m => OnReply(m.RequestId, () => OnStepComputed(m)));
         Receive<TokenSampled>(m => OnReply(m.RequestId, () => OnTokenSampled(m)));
         ReceiveAsync<TokenDetokenized>(OnDetokenized);
@@ -212,12 +233,60 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
             return $"MaxNewTokens = {request.Options.MaxNewTokens} must be positive";
         foreach (var message in request.Messages)
         {
-            if (message.Images is { Count: > 0 })
-                return "images are not supported yet: this build has no vision encoder (the request had an image in a "
-                       + message.Role + " message)";
+            if (message.Images is not { Count: > 0 } images)
+                continue;
+            if (message.Role != ChatMessage.User)
+                return $"images are accepted in user messages only (the request had an image in a {message.Role} message)";
+            if (_stages.VisionEncoder is null)
+                return $"the model '{_model.Name}' has no vision tower (its config.json has no vision_config), so it cannot take images";
+            for (int i = 0; i < images.Count; i++)
+            {
+                if (ImageBytes(images[i], out string? error) is null)
+                    return $"image {i + 1} of the user message: {error}";
+            }
         }
         return null;
     }
+
+    /// <summary>An image's bytes: its Data, or the payload of a data: URI. Remote URLs are never fetched.</summary>
+    internal static byte[]? ImageBytes(ImagePart image, out string? error)
+    {
+        error = null;
+        if (image.Data is { Length: > 0 } data)
+            return data;
+        if (image.Url is not { } url)
+        {
+            error = "it has neither bytes nor a URL";
+            return null;
+        }
+        if (!url.StartsWith("data:", StringComparison.OrdinalIgnoreCase))
+        {
+            string shown = url.Length > 80 ? url[..80] + "..." : url;
+            error = $"remote image URLs are refused ('{shown}'): send the image's bytes or a data: URI";
+            return null;
+        }
+        int comma = url.IndexOf(',', StringComparison.Ordinal);
+        if (comma < 0 || !url.AsSpan(0, comma).EndsWith(";base64", StringComparison.OrdinalIgnoreCase))
+        {
+            error = "its data: URI is not base64 (expected data:<media type>;base64,<data>)";
+            return null;
+        }
+        try
+        {
+            byte[] bytes = Convert.FromBase64String(url[(comma + 1)..]);
+            if (bytes.Length == 0)
+                error = "its data: URI holds no bytes";
+            return bytes.Length == 0 ? null : bytes;
+        }
+        catch (FormatException)
+        {
+            error = "its data: URI has invalid base64";
+            return null;
+        }
+    }
+
+    private IEnumerable<ImagePart> TranscriptImages() =>
+        _record.Transcript.SelectMany(m => m.Images ?? []);
 
     /// <summary>Takes over a turn (new or resumed): live part, durable part, derived state.</summary>
     private void Adopt(LiveTurn live, TurnCheckpoint checkpoint, SamplingOptions sampling)
@@ -239,6 +308,8 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
         _failures = 0;
         _outstanding = null;
         _prefillStartTicks = 0;
+        _unexpandedPrompt = null;
+        _spans = null;
         if (!live.Completed && live.Registration == default)
         {
             var self = Self;
@@ -359,9 +430,25 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
                 var settings = new PromptSettings(_turn.Request.Options.EnableThinking, _turn.Request.Options.ReasoningEffort, _turn.Request.Options.ToolsJson);
                 Send(_stages.Tokenizer, new RenderPrompt(Header(), _sessionId, _turn.Request.TurnId, _record.Transcript, settings));
             }
-            else
+            else if (_unexpandedPrompt is null)
             {
                 Send(_stages.Tokenizer, new TokenizePrompt(Header(), _sessionId, _turn.Request.TurnId, _promptText));
+            }
+            else if (!EncodeMissingImages())
+            {
+                ExpandPrompt();
+                Continue();
+            }
+            return;
+        }
+        if (_spans is null)
+        {
+            // A resumed turn (prompt already expanded): re-encode, then find the image runs again.
+            if (!EncodeMissingImages())
+            {
+                if (!FindSpans())
+                    return;
+                Continue();
             }
             return;
         }
@@ -409,13 +496,41 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
         var cache = _cache!;
         int start = cache.Kv.Length;
         int count = Math.Min(_settings.PrefillChunk, _target.Count - start);
+        EmbeddingSpan[]? embedded = null;
+        if (_spans is { Length: > 0 } spans)
+        {
+            // A step ends before an image, or holds all of it (its rows attend to each other in one pass).
+            int hidden = _model.Text.HiddenSize;
+            var inStep = new List<EmbeddingSpan>();
+            foreach (var span in spans)
+            {
+                int end = span.Start + span.Count(hidden);
+                if (end <= start || span.Start >= start + count)
+                    continue;
+                if (span.Start < start)
+                    throw new InvalidOperationException($"the cache ends at {start}, inside the image at positions [{span.Start}, {end})");
+                if (span.Start > start && end > start + count)
+                {
+                    count = span.Start - start;
+                    break;
+                }
+                count = Math.Max(count, end - start);
+                if (count > _settings.MaxBatchRows)
+                {
+                    Finish(FinishReason.Error, $"an image of {end - span.Start} soft tokens does not fit one forward pass of max-batch-rows = {_settings.MaxBatchRows}");
+                    return;
+                }
+                inStep.Add(span with { Start = span.Start - start });
+            }
+            embedded = inStep.Count > 0 ? [.. inStep] : null;
+        }
         int[] ids = _target.GetRange(start, count).ToArray();
         bool wantLogits = start + count == _target.Count;
         if (_prefillStartTicks == 0)
             _prefillStartTicks = DateTime.UtcNow.Ticks;
         cache.BeginStep();
         Send(_stages.FirstExecutor, new ForwardStep(
-            Header(), _sessionId, _turn!.Request.TurnId, _step++, Guid.NewGuid().ToString("N"), ids, start, wantLogits, cache, Self));
+            Header(), _sessionId, _turn!.Request.TurnId, _step++, Guid.NewGuid().ToString("N"), ids, start, wantLogits, cache, Self, embedded));
     }
 
     private void Send(IActorRef stage, IStageRequest request)
@@ -455,6 +570,75 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
             Finish(FinishReason.Error, "the rendered prompt tokenized to no tokens");
             return;
         }
+        if (TranscriptImages().Any())
+        {
+            _unexpandedPrompt = ids;   // expanded once every image has its rows
+            return;
+        }
+        AdoptPrompt(ids, []);
+    }
+
+    /// <summary>Sends the transcript's images without rows to the vision encoder; false when none are missing.</summary>
+    private bool EncodeMissingImages()
+    {
+        var images = TranscriptImages().ToList();
+        if (_imageRows.Count > images.Count)
+            _imageRows.Clear();   // not this transcript's rows (cannot happen while the transcript only grows)
+        if (_imageRows.Count == images.Count)
+            return false;
+        var missing = images.Skip(_imageRows.Count).Select(i => i with { Data = ImageBytes(i, out _), Url = null }).ToArray();
+        Send(_stages.VisionEncoder!, new EncodeImages(Header(), _sessionId, _turn!.Request.TurnId, missing));
+        return true;
+    }
+
+    /// <summary>The tokenized prompt with each image token expanded to the image's boi + rows + eoi.</summary>
+    private void ExpandPrompt()
+    {
+        var vision = _model.Checkpoint.Vision!;
+        int[] ids;
+        EmbeddingSpan[] spans;
+        try
+        {
+            (ids, spans) = ImagePrompt.Expand(_unexpandedPrompt, _imageRows.Select(r => (ReadOnlyMemory<float>)r).ToArray(), vision, _model.Text.HiddenSize);
+        }
+        catch (ArgumentException e)
+        {
+            Finish(FinishReason.Error, $"the rendered prompt does not match the conversation's images: {e.Message}");
+            return;
+        }
+        _unexpandedPrompt = null;
+        AdoptPrompt(ids, spans);
+    }
+
+    /// <summary>The image spans of an expanded prompt: the k-th run of image tokens takes the k-th image's rows.</summary>
+    private bool FindSpans()
+    {
+        var vision = _model.Checkpoint.Vision;
+        int hidden = _model.Text.HiddenSize;
+        var ids = _checkpoint!.PromptIds;
+        var spans = new List<EmbeddingSpan>();
+        for (int i = 0; i < ids.Length; i++)
+        {
+            if (vision is null || ids[i] != vision.ImageTokenId)
+                continue;
+            int start = i;
+            while (i < ids.Length && ids[i] == vision.ImageTokenId)
+                i++;
+            int k = spans.Count;
+            if (k >= _imageRows.Count || _imageRows[k].Length != (i - start) * hidden)
+            {
+                Finish(FinishReason.Error, $"the turn's prompt has an image run of {i - start} tokens at {start} that does not match image {k + 1} of the conversation");
+                return false;
+            }
+            spans.Add(new EmbeddingSpan(start, _imageRows[k]));
+        }
+        _spans = [.. spans];
+        return true;
+    }
+
+    private void AdoptPrompt(int[] ids, EmbeddingSpan[] spans)
+    {
+        _spans = spans;
         if (ids.Length >= _maxContext)
         {
             Finish(FinishReason.Error, $"the prompt has {ids.Length} tokens, which leaves no room in the context limit of {_maxContext} tokens");
@@ -467,6 +651,12 @@ public sealed class SessionActor : PipelineActor, IWithUnboundedStash, IWithTime
             common++;
         if (common == ids.Length)
             common--;   // the last prompt position must be computed for its logits
+        int hidden = _model.Text.HiddenSize;
+        foreach (var span in spans)
+        {
+            if (span.Start < common && span.Start + span.Count(hidden) > common)
+                common = span.Start;   // an image is computed whole or not at all
+        }
         TruncateCache(common);
         _checkpoint = _checkpoint! with { PromptIds = ids, CachedTokens = _cachedTokens.Count, Generated = [] };
         _target.Clear();

@@ -39,7 +39,8 @@ public sealed class SessionManager : PipelineActor
             ChildOf("tokenizer", TokenizerActor.PoolProps(model, settings, faults)),
             next!,
             ChildOf("sampler", SamplerActor.Props(model, settings, faults)),
-            ChildOf("detokenizer", DetokenizerActor.Props(model, settings, faults)));
+            ChildOf("detokenizer", DetokenizerActor.Props(model, settings, faults)),
+            model.Checkpoint.Vision is null ? null : ChildOf("vision-encoder", VisionEncoderActor.Props(model, settings, faults)));
         foreach (var child in Context.GetChildren())
         {
             if (child.Path.Name.StartsWith(SessionPrefix, StringComparison.Ordinal))

@@ -1,5 +1,6 @@
 using Akka.Actor;
 using Pipeline.Actors.Execution;
+using Pipeline.Model;
 
 namespace Pipeline.Actors.Messages;
 
@@ -8,9 +9,10 @@ namespace Pipeline.Actors.Messages;
 /// StartPosition.. of the session's cache. Sent by the session to the first executor, forwarded
 /// group to group with a fresh header (same <see cref="RequestId"/>); the last group answers
 /// <see cref="StepComputed"/> to <see cref="ReplyTo"/>. See <see cref="SessionCache"/> for who
-/// may touch what while the step is in flight.
+/// may touch what while the step is in flight. <see cref="Embedded"/>: image rows among the ids
+/// (starts counted from Ids[0]); each is whole in the step, since its rows attend to each other.
 /// </summary>
-[LocalOnly("carries the session's KV cache and activation buffers (backend memory, gigabytes for the 31B) and the session's actor reference")]
+[LocalOnly("carries the session's KV cache and activation buffers (backend memory, gigabytes for the 31B), the session's actor reference and image rows by reference")]
 public sealed record ForwardStep(
     MessageHeader Header,
     string SessionId,
@@ -21,7 +23,8 @@ public sealed record ForwardStep(
     int StartPosition,
     bool WantLogits,
     SessionCache Cache,
-    IActorRef ReplyTo) : ILocalOnlyMessage, IStageRequest, IStepMessage
+    IActorRef ReplyTo,
+    EmbeddingSpan[]? Embedded = null) : ILocalOnlyMessage, IStageRequest, IStepMessage
 {
     string? IPipelineMessage.SessionId => SessionId;
 }

@@ -18,5 +18,6 @@ public static class CommandCatalog
         yield return ImatrixCommand.Create();
         yield return BenchCommand.Create();
         yield return ServeCommand.Create();
+        yield return BenchVisionCommand.Create();
     }
 }

@@ -12,7 +12,7 @@ public static class MakeTestModelCommand
     {
         var preset = new Option<string>("--preset")
         {
-            Description = "tiny (hidden 64, 6 layers), small (31B layer shapes, 6 layers) or 31b (all 60 layers, ~17.4 GB)",
+            Description = "tiny (hidden 64, 6 layers), mid (hidden 256, 6 layers, vocab 1024), small (31B layer shapes, 6 layers) or 31b (all 60 layers, ~17.4 GB)",
             Required = true,
         };
         preset.AcceptOnlyFromAmong([.. TestModelPreset.All.Select(p => p.Name)]);

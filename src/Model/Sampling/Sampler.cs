@@ -8,22 +8,30 @@ namespace Pipeline.Model.Sampling;
 /// buffers sized for the vocabulary, so <see cref="Sample"/> allocates nothing. Not thread-safe.
 /// </summary>
 /// <remarks>
-/// <para>Exact rule for temperature T &gt; 0 (greedy at T = 0 is argmax, ties to the lowest id):</para>
+/// <para>Exact rule for temperature T &gt; 0 (greedy at T = 0 is argmax, ties to the lowest id). As in
+/// llama.cpp and mlx-lm, truncation sees the untempered distribution and temperature shapes only the
+/// draw among what survives it:</para>
 /// <list type="number">
-/// <item>Weights: w = exp((logit - maxLogit) / T) in double, quantized to an integer mass
-/// q = round(w · S) with S = 2^(62 - ceil(log2 vocab)), so the whole vocabulary sums to at most 2^62.
-/// Integer masses make every cumulative sum below exact and independent of summation order. The top
-/// token has q = S; a token less likely than about 2^-(63 - ceil(log2 vocab)) times the top token
-/// (2.8e-14 for 262,144 tokens) gets q = 0 and is never drawn.</item>
+/// <item>Weights: w = exp(logit - maxLogit) in double (exp((logit - maxLogit) / T) when top-p is off: then
+/// no stage before the draw looks at them), quantized to an integer mass q = round(w · S) with
+/// S = 2^(62 - ceil(log2 vocab)), so the whole vocabulary sums to at most 2^62. Integer masses make
+/// every cumulative sum below exact and independent of summation order. The top token has q = S; a
+/// token less likely than about 2^-(63 - ceil(log2 vocab)) times the top token (2.8e-14 for 262,144
+/// tokens) gets q = 0 and is never drawn.</item>
 /// <item>Top-k: keep the K highest logits, ties to the lowest id (-0 counts as +0).</item>
 /// <item>Rank (for everything after top-k): by q, highest first, then by logit, then lowest id. That is
 /// logit order, since q follows the logit; ranking by q first keeps every stage below a prefix of one
 /// order by construction, whatever the platform's exp does in its last bit.</item>
 /// <item>Top-p: Q = total mass of what top-k kept; keep the shortest rank-order prefix whose mass is
 /// ≥ ceil(TopP · Q) (computed in double).</item>
-/// <item>Min-p: keep tokens with q ≥ ceil(MinP · S) (p ≥ MinP · p_max; S is the top token's mass).</item>
+/// <item>Min-p: keep tokens with (double)logit - maxLogit ≥ ln(MinP) (untempered p ≥ MinP · p_max),
+/// decided from the logit rather than from q, so a tiny MinP keeps tokens whose untempered q would
+/// round to 0 but whose tempered weight at T &gt; 1 is not negligible.</item>
+/// <item>Temperature: with top-p on, the kept tokens are weighed again at T, quantized the same way
+/// (at T = 1 the masses above are reused).</item>
 /// <item>Draw: r uniform in [0, kept mass) from xoshiro256**; the token is the first in rank order
-/// whose cumulative mass exceeds r. One RNG output per call (rarely more, to stay unbiased).</item>
+/// (by the tempered q, then logit, then id) whose cumulative mass exceeds r. One RNG output per call
+/// (rarely more, to stay unbiased).</item>
 /// </list>
 /// <para>Every stage keeps a rank-order prefix, so the kept set is described by its mass alone and the
 /// draw is "find the rank position where the cumulative mass reaches r + 1" over all candidates. Nothing
@@ -38,8 +46,8 @@ public sealed class Sampler
 
     private readonly int vocabSize;
     private readonly double massScale;     // S above
-    private readonly double skipBelow;     // scaled logits below this get q = 0 without calling exp
-    private readonly long minPMass;        // ceil(MinP · S); 0 when off
+    private readonly double zeroBelow;     // scaled logits below this get q = 0 without calling exp
+    private readonly double minPLogit;     // ln(MinP): min-p keeps logit - maxLogit ≥ this; -∞ when off
     private readonly int topK;             // 0 when off or ≥ vocab
     private readonly double temperature;
     private readonly long[] massById;      // [vocab] q per token id, when top-k is off
@@ -64,12 +72,8 @@ public sealed class Sampler
         int vocabBits = vocabSize == 1 ? 0 : BitOperations.Log2((uint)(vocabSize - 1)) + 1;
         int scaleBits = 62 - vocabBits;
         massScale = Math.ScaleB(1.0, scaleBits);
-        minPMass = (long)Math.Ceiling(options.MinP * massScale);
-        // exp(x)·S < 1/4 rounds to 0. With min-p alone, anything 1 below ln(MinP) fails min-p whatever
-        // its rounding, so it need not be weighed (top-p needs every mass for its total).
-        skipBelow = -(scaleBits + 2) * Math.Log(2.0);
-        if (options.MinP > 0 && options.TopP == 1)
-            skipBelow = Math.Max(skipBelow, Math.Log(options.MinP) - 1);
+        minPLogit = options.MinP > 0 ? Math.Log(options.MinP) : double.NegativeInfinity;
+        zeroBelow = -(scaleBits + 2) * Math.Log(2.0);   // exp(x)·S < 1/4 rounds to 0
         topK = options.TopK < vocabSize ? options.TopK : 0;
         temperature = options.Temperature;
         massById = topK > 0 ? [] : new long[vocabSize];
@@ -172,9 +176,15 @@ public sealed class Sampler
             new($"logits[{index}] is {value}; logits must be finite or -Infinity.", nameof(logits));
     }
 
-    /// <summary>Weighs the candidates and sets keptMass, the mass of the rank prefix that survives every stage.</summary>
+    /// <summary>
+    /// Weighs the candidates, truncates, and leaves only the survivors with nonzero (tempered) masses:
+    /// top-k on, keys/masses[0..candidateCount); off, massById and bucketMass. Sets keptMass to their total.
+    /// </summary>
     private void Truncate(ReadOnlySpan<float> logits, float maxLogit)
     {
+        // Top-p needs the untempered masses; min-p only a logit threshold; top-k only the order.
+        bool topP = Options.TopP < 1;
+        double weighAt = topP ? 1.0 : temperature;
         long total = 0, passingMinP = 0;
         if (topK > 0)
         {
@@ -182,14 +192,16 @@ public sealed class Sampler
             int n = 0;
             for (int i = 0; i < topK; i++)
             {
-                long q = Mass(logits[TokenOf(keys[i])], maxLogit);
+                float logit = logits[TokenOf(keys[i])];
+                bool passes = (double)logit - maxLogit >= minPLogit;
+                long q = topP || passes ? Mass(logit, maxLogit, weighAt, zeroBelow) : 0;
                 if (q == 0)
                     continue;
                 keys[n] = keys[i];
                 masses[n] = q;
                 n++;
                 total += q;
-                passingMinP += q >= minPMass ? q : 0;
+                passingMinP += passes ? q : 0;
             }
             candidateCount = n;
         }
@@ -198,32 +210,82 @@ public sealed class Sampler
             Array.Clear(bucketMass);
             for (int id = 0; id < logits.Length; id++)
             {
-                long q = Mass(logits[id], maxLogit);
+                bool passes = (double)logits[id] - maxLogit >= minPLogit;
+                long q = topP || passes ? Mass(logits[id], maxLogit, weighAt, zeroBelow) : 0;
                 massById[id] = q;
                 if (q == 0)
                     continue;
                 bucketMass[Bucket(q)] += q;
                 total += q;
-                passingMinP += q >= minPMass ? q : 0;
+                passingMinP += passes ? q : 0;
             }
         }
-
-        // Min-p keeps the prefix of tokens with q ≥ minPMass; top-p the shortest prefix reaching its
-        // target. Both are prefixes of one order, so the shorter (lighter) one is what survives both.
-        long kept = passingMinP;
-        if (Options.TopP < 1)
+        if (!topP)
         {
-            long target = Math.Clamp((long)Math.Ceiling(Options.TopP * (double)total), 1, total);
-            if (kept > target)
-                kept = FindByMass(logits, target).MassThrough;
+            keptMass = total;   // min-p already zeroed what it drops; the masses are tempered
+            return;
         }
-        keptMass = kept;
+
+        // Min-p keeps a logit-order prefix, top-p the shortest prefix reaching its target: the shorter
+        // (lighter) one is what survives both.
+        long target = Math.Clamp((long)Math.Ceiling(Options.TopP * (double)total), 1, total);
+        KeepPrefixAndTemper(logits, maxLogit, Math.Min(passingMinP, target));
     }
 
-    private long Mass(float logit, float maxLogit)
+    /// <summary>
+    /// Drops every candidate after the rank position where the cumulative untempered mass reaches
+    /// <paramref name="need"/>, then weighs the rest at the temperature.
+    /// </summary>
+    private void KeepPrefixAndTemper(ReadOnlySpan<float> logits, float maxLogit, long need)
     {
-        double scaled = ((double)logit - maxLogit) / temperature;
-        return scaled < skipBelow ? 0 : (long)Math.Round(Math.Exp(scaled) * massScale);
+        long total = 0;
+        if (topK > 0)
+        {
+            // SelectByMass leaves the kept prefix in keys/masses[0..at].
+            int at = SelectByMass(0, candidateCount, need);
+            int n = 0;
+            for (int i = 0; i <= at; i++)
+            {
+                long q = temperature == 1 ? masses[i] : Mass(LogitOf(keys[i]), maxLogit, temperature, zeroBelow);
+                if (q == 0)
+                    continue;
+                keys[n] = keys[i];
+                masses[n] = q;
+                n++;
+                total += q;
+            }
+            candidateCount = n;
+        }
+        else
+        {
+            var (last, _) = FindByMass(logits, need);
+            long lastMass = massById[last];
+            ulong lastKey = RankKey(logits[last], last);
+            Array.Clear(bucketMass);
+            for (int id = 0; id < logits.Length; id++)
+            {
+                long q = massById[id];
+                if (q == 0)
+                    continue;
+                if (RanksBefore(lastMass, lastKey, q, RankKey(logits[id], id)))
+                    q = 0;   // after the boundary
+                else if (temperature != 1)
+                    q = Mass(logits[id], maxLogit, temperature, zeroBelow);
+                massById[id] = q;
+                if (q == 0)
+                    continue;
+                bucketMass[Bucket(q)] += q;
+                total += q;
+            }
+        }
+        keptMass = total;
+    }
+
+    /// <summary>q at temperature <paramref name="t"/>; 0 without calling exp when the scaled logit is below <paramref name="floor"/>.</summary>
+    private long Mass(float logit, float maxLogit, double t, double floor)
+    {
+        double scaled = ((double)logit - maxLogit) / t;
+        return scaled < floor ? 0 : (long)Math.Round(Math.Exp(scaled) * massScale);
     }
 
     /// <summary>Monotone in q: the double's exponent and top mantissa bits, counted from q = 1.</summary>
@@ -404,28 +466,21 @@ public sealed class Sampler
         (masses[a], masses[b]) = (masses[b], masses[a]);
     }
 
-    /// <summary>Test hook: the kept tokens (in no order) with their masses, and their total.</summary>
+    /// <summary>Test hook: the kept tokens (in no order) with their draw masses, and their total.</summary>
     internal ((int Token, long Mass)[] Kept, long KeptMass) KeptForTest(ReadOnlySpan<float> logits)
     {
         int argmax = ValidateAndFindMax(logits);
         Truncate(logits, logits[argmax]);
-        // The kept set is the rank prefix ending at the token where the cumulative mass reaches keptMass.
-        var (last, massThrough) = FindByMass(logits, keptMass);
-        if (massThrough != keptMass)
-            throw new InvalidOperationException($"kept mass {keptMass} is not a prefix boundary ({massThrough}).");
-        ulong lastKey = RankKey(logits[last], last);
-        long lastMass = topK > 0 ? masses[Array.IndexOf(keys, lastKey, 0, candidateCount)] : massById[last];
         var kept = new List<(int, long)>();
         if (topK > 0)
         {
             for (int i = 0; i < candidateCount; i++)
-                if (!RanksBefore(lastMass, lastKey, masses[i], keys[i]))
-                    kept.Add((TokenOf(keys[i]), masses[i]));
+                kept.Add((TokenOf(keys[i]), masses[i]));
         }
         else
         {
             for (int id = 0; id < logits.Length; id++)
-                if (massById[id] > 0 && !RanksBefore(lastMass, lastKey, massById[id], RankKey(logits[id], id)))
+                if (massById[id] > 0)
                     kept.Add((id, massById[id]));
         }
         return ([.. kept], keptMass);

@@ -4,21 +4,22 @@ namespace Pipeline.Model.Sampling;
 
 /// <summary>
 /// How a <see cref="Sampler"/> picks the next token. The defaults are greedy (temperature 0) with every
-/// truncation and cut-off off. Stages run in Hugging Face transformers' warper order:
-/// temperature, top-k, top-p, min-p, then one seeded draw from what is left, renormalized.
+/// truncation and cut-off off. Stages run in llama.cpp's and mlx-lm's order: top-k, top-p, min-p on the
+/// untempered distribution, then temperature on what is left, then one seeded draw, renormalized.
+/// (Hugging Face transformers applies temperature first; with top-p or min-p that keeps a different set.)
 /// </summary>
 public sealed record SamplingOptions
 {
-    /// <summary>0 = greedy: the highest logit, ties to the lowest id. Otherwise logits are divided by it.</summary>
+    /// <summary>0 = greedy: the highest logit, ties to the lowest id. Otherwise the kept tokens' logits are divided by it.</summary>
     public float Temperature { get; init; }
 
     /// <summary>Keep the K highest logits (ties to the lowest id). 0 = off; K ≥ vocab size is also off.</summary>
     public int TopK { get; init; }
 
-    /// <summary>Nucleus: keep the smallest highest-ranked set whose probability mass is ≥ TopP (always ≥ 1 token). 1 = off.</summary>
+    /// <summary>Nucleus: keep the smallest highest-ranked set whose untempered probability mass is ≥ TopP (always ≥ 1 token). 1 = off.</summary>
     public float TopP { get; init; } = 1f;
 
-    /// <summary>Keep tokens whose probability is ≥ MinP × the top token's probability (after temperature). 0 = off.</summary>
+    /// <summary>Keep tokens whose probability is ≥ MinP × the top token's probability (untempered). 0 = off.</summary>
     public float MinP { get; init; }
 
     /// <summary>Same seed, same options and same logits give the same tokens. Null = a random seed.</summary>

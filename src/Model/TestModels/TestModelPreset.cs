@@ -30,6 +30,16 @@ public sealed record TestModelPreset(
         VocabSize: 262144, MaxPositionEmbeddings: 4096)
     { Vision = TestVisionPreset.Tiny };
 
+    /// <summary>
+    /// Hidden 256 with a 1,024-token vocabulary: big enough that quantization groups, GQA and the
+    /// proportional RoPE's unrotated dims all show, small enough that an unoptimized float forward in a
+    /// test runs in seconds. 6 layers (full attention at 2 and 5), window 16, no vision tower.
+    /// </summary>
+    public static readonly TestModelPreset Mid = new(
+        "mid", HiddenSize: 256, NumLayers: 6, IntermediateSize: 512, NumHeads: 4, NumKvHeads: 2, HeadDim: 64,
+        NumGlobalKvHeads: 1, GlobalHeadDim: 128, SlidingWindow: 16, FullAttentionPeriod: 3,
+        VocabSize: 1024, MaxPositionEmbeddings: 4096);
+
     /// <summary>Gemma-4-31B layer shapes, 60 layers.</summary>
     public static readonly TestModelPreset Gemma31B = new(
         "31b", HiddenSize: 5376, NumLayers: 60, IntermediateSize: 21504, NumHeads: 32, NumKvHeads: 16, HeadDim: 256,
@@ -39,7 +49,7 @@ public sealed record TestModelPreset(
     /// <summary>Gemma-4-31B layer shapes, 6 layers: 5 sliding and 1 full.</summary>
     public static readonly TestModelPreset Small = Gemma31B with { Name = "small", NumLayers = 6 };
 
-    public static IReadOnlyList<TestModelPreset> All { get; } = [Tiny, Small, Gemma31B];
+    public static IReadOnlyList<TestModelPreset> All { get; } = [Tiny, Mid, Small, Gemma31B];
 
     /// <summary>The vision tower (vision_config and vision_tower.* / embed_vision.* weights), or null for text only.</summary>
     public TestVisionPreset? Vision { get; init; }

@@ -44,5 +44,7 @@ public static class MessageSamples
         new TokenDetokenized(Header, "s1", "t1", 3, "r1", s_events, StopHit: true, ReasoningTokens: 2),
         new DetokenizerOutOfSync(Header, "s1", "t1", "r1", 2),
         new ForgetSession(Header, "s1"),
+        new EncodeImages(Header, "s1", "t1", [new ImagePart("image/png", [137, 80, 78, 71], null)]),
+        new ImagesRejected(Header, "s1", "t1", "r1", "image 1 of 1 is not a PNG, JPEG or WebP image"),
     ];
 }

@@ -107,13 +107,30 @@ public class SamplerTruncationTests
     }
 
     [Fact]
-    public void MinPIsRelativeToTheTopProbabilityAfterTemperature()
+    public void MinPAndTopPTruncateTheUntemperedDistributionAndTemperatureWeighsWhatIsLeft()
     {
-        // p_i / p_max = exp((l_i - l_max) / T). With T = 1: exp(-1) = 0.37 passes min_p 0.3, exp(-2) = 0.14 fails.
-        // With T = 2 both ratios grow (0.61, 0.37) and both pass.
+        // Min-p: p_i / p_max = exp(l_i - l_max) whatever T: exp(-1) = 0.37 passes min_p 0.3, exp(-2) = 0.14 fails.
+        // (Temperature first would keep all three at T = 2: ratios 0.61 and 0.37.)
         float[] logits = [5f, 4f, 3f];
-        Assert.Equal([0, 1], new Sampler(3, new SamplingOptions { Temperature = 1, MinP = 0.3f }).KeptForTest(logits).Kept.Select(k => k.Token).Order());
-        Assert.Equal([0, 1, 2], new Sampler(3, new SamplingOptions { Temperature = 2, MinP = 0.3f }).KeptForTest(logits).Kept.Select(k => k.Token).Order());
+        foreach (float t in new[] { 0.5f, 1f, 2f })
+        {
+            var (kept, keptMass) = new Sampler(3, new SamplingOptions { Temperature = t, MinP = 0.3f }).KeptForTest(logits);
+            Assert.Equal([0, 1], kept.Select(k => k.Token).Order());
+            var byToken = kept.ToDictionary(k => k.Token, k => (double)k.Mass);
+            Assert.Equal(Math.Exp(-1.0 / t), byToken[1] / byToken[0], 12);   // drawn with the tempered weights
+            Assert.Equal(keptMass, kept.Sum(k => k.Mass));
+        }
+
+        // Top-p 0.8 over softmax([2, 1, 0]) = (0.665, 0.245, 0.090) keeps two tokens at any T.
+        // (Temperature first at T = 0.25 gives (0.982, 0.018, 0.0003) and would keep one.)
+        float[] nucleus = [2f, 1f, 0f];
+        foreach (float t in new[] { 0.25f, 1f, 3f })
+        {
+            var kept = new Sampler(3, new SamplingOptions { Temperature = t, TopP = 0.8f, TopK = t == 3f ? 2 : 0 }).KeptForTest(nucleus).Kept;
+            Assert.Equal([0, 1], kept.Select(k => k.Token).Order());
+            var byToken = kept.ToDictionary(k => k.Token, k => (double)k.Mass);
+            Assert.Equal(Math.Exp(-1.0 / t), byToken[1] / byToken[0], 12);
+        }
     }
 
     [Fact]

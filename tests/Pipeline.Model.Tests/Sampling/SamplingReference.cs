@@ -9,7 +9,7 @@ namespace Pipeline.Model.Tests.Sampling;
 /// </summary>
 internal static class SamplingReference
 {
-    /// <summary>Kept tokens in rank order with their integer masses (the documented rule, full sort).</summary>
+    /// <summary>Kept tokens in draw order with their integer draw masses (the documented rule, full sort).</summary>
     public static (int Token, long Mass)[] Kept(float[] logits, SamplingOptions options)
     {
         int vocab = logits.Length;
@@ -19,20 +19,26 @@ internal static class SamplingReference
         while ((1L << vocabBits) < vocab)
             vocabBits++;
         double scale = Math.Pow(2, 62 - vocabBits);
+        long MassAt(int id, double t) => (long)Math.Round(Math.Exp(((double)logits[id] - max) / t) * scale);
+
+        // Top-p sees untempered masses; min-p a logit threshold; without top-p the masses are taken
+        // at the temperature directly (no stage before the draw looks at them).
+        bool topP = options.TopP < 1;
+        double minPLogit = options.MinP > 0 ? Math.Log(options.MinP) : double.NegativeInfinity;
+        bool PassesMinP(int id) => (double)logits[id] - max >= minPLogit;
         var mass = new long[vocab];
         foreach (int id in order)
-            mass[id] = (long)Math.Round(Math.Exp(((double)logits[id] - max) / options.Temperature) * scale);
+            mass[id] = topP || PassesMinP(id) ? MassAt(id, topP ? 1.0 : options.Temperature) : 0;
 
         // Top-k by logit; everything after it ranks by mass, then logit, then id (the same order
         // whenever exp is monotone, and the sampler's documented tie-break when it is not).
         int count = options.TopK > 0 ? Math.Min(options.TopK, vocab) : vocab;
-        int[] byMass = SortDescendingStable(order[..count].Select(id => mass[id]).ToArray());
-        order = [.. byMass.Select(position => order[position]), .. order[count..]];
+        order = ByMass(order[..count], mass);
         long total = 0;
         for (int i = 0; i < count; i++)
             total += mass[order[i]];
 
-        if (options.TopP < 1)
+        if (topP)
         {
             long target = Math.Clamp((long)Math.Ceiling(options.TopP * (double)total), 1, total);
             long cumulative = 0;
@@ -47,12 +53,19 @@ internal static class SamplingReference
             }
         }
 
-        long minPMass = (long)Math.Ceiling(options.MinP * scale);
-        return order.Take(count)
-            .Where(id => mass[id] > 0 && mass[id] >= minPMass)
-            .Select(id => (id, mass[id]))
-            .ToArray();
+        int[] kept = order.Take(count).Where(id => mass[id] > 0 && PassesMinP(id)).ToArray();
+        if (topP)
+        {
+            foreach (int id in kept)
+                mass[id] = MassAt(id, options.Temperature);
+            kept = ByMass(kept, mass).Where(id => mass[id] > 0).ToArray();
+        }
+        return kept.Select(id => (id, mass[id])).ToArray();
     }
+
+    /// <summary><paramref name="rankOrdered"/> stably re-sorted by mass, highest first.</summary>
+    private static int[] ByMass(int[] rankOrdered, long[] mass) =>
+        SortDescendingStable(rankOrdered.Select(id => mass[id]).ToArray()).Select(position => rankOrdered[position]).ToArray();
 
     /// <summary>The token a uniform r ∈ [0, kept mass) picks: first in rank order whose cumulative mass exceeds r.</summary>
     public static int Draw((int Token, long Mass)[] keptInRankOrder, long r)
@@ -68,16 +81,16 @@ internal static class SamplingReference
     }
 
     /// <summary>
-    /// The textbook definition in plain double probabilities (no integer masses): softmax of logits / T,
-    /// top-k, renormalize, nucleus over the sorted cumulative sum, min-p against the top probability.
-    /// Returns token → renormalized probability.
+    /// The textbook definition in plain double probabilities (no integer masses): softmax of the logits,
+    /// top-k, renormalize, nucleus over the sorted cumulative sum, min-p against the top probability;
+    /// then the survivors' logits / T renormalized. Returns token → probability of being drawn.
     /// </summary>
     public static Dictionary<int, double> Textbook(float[] logits, SamplingOptions options)
     {
         int[] order = RankOrder(logits);
         double max = logits[order[0]];
         int count = options.TopK > 0 ? Math.Min(options.TopK, logits.Length) : logits.Length;
-        var weight = order.Take(count).Select(id => Math.Exp(((double)logits[id] - max) / options.Temperature)).ToArray();
+        var weight = order.Take(count).Select(id => Math.Exp((double)logits[id] - max)).ToArray();
         double total = weight.Sum();
         var probability = weight.Select(w => w / total).ToArray();
 
@@ -97,8 +110,9 @@ internal static class SamplingReference
         }
 
         var kept = Enumerable.Range(0, keep).Where(i => probability[i] >= options.MinP * probability[0]).ToArray();
-        double keptTotal = kept.Sum(i => probability[i]);
-        return kept.ToDictionary(i => order[i], i => probability[i] / keptTotal);
+        var tempered = kept.ToDictionary(i => order[i], i => Math.Exp(((double)logits[order[i]] - max) / options.Temperature));
+        double keptTotal = tempered.Values.Sum();
+        return tempered.ToDictionary(pair => pair.Key, pair => pair.Value / keptTotal);
     }
 
     /// <summary>All ids by logit descending, ties by id ascending.</summary>
