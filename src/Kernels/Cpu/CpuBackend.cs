@@ -34,8 +34,10 @@ public sealed unsafe class CpuBackend : IBackend
     /// Quantized matvecs of 2- and 4-bit weights (groups of 64, bf16 scales) quantize the activations
     /// to int8 per group and use integer dot products (<see cref="Int8Kernels"/>): about 2x less
     /// compute per weight byte, at the price of rounding each x by up to 1/254 of its group's largest
-    /// |x| (llama.cpp's K-quant accuracy). Off: every op matches the f32 reference up to summation
-    /// order. Null: on when the environment variable <see cref="Int8ActivationsVariable"/> is "1".
+    /// |x| (llama.cpp's K-quant accuracy). Off: matvecs of fewer than 4 tokens on those weights use
+    /// int16 activations (<see cref="Int16Kernels"/>, x split into two int16 terms: rounding at f32 level,
+    /// within the model tests' tolerance of the f32 reference) and everything else
+    /// matches the f32 reference up to summation order. Null: on when the environment variable <see cref="Int8ActivationsVariable"/> is "1".
     /// </param>
     public CpuBackend(int threads = 0, bool? int8Activations = null)
     {
@@ -101,6 +103,7 @@ public sealed unsafe class CpuBackend : IBackend
         // Keep a tile of token rows (about 256 KiB of x) hot while weight rows stream past it.
         job.TokenTile = Math.Clamp((1 << 16) / weight.Cols / 4 * 4, 4, 32);
         job.Int8 = false;
+        job.Int16 = false;
         if (weight is QuantizedWeight qi && Int8Activations && Int8Kernels.Supports(qi))
         {
             CheckGeometry(qi, nameof(weight));
@@ -114,6 +117,20 @@ public sealed unsafe class CpuBackend : IBackend
             job.XSums = job.XScaled + (long)rows * groups;
             for (int t = 0; t < rows; t++)
                 Int8Kernels.QuantizeInput(job.X + (long)t * qi.Cols, qi.Cols, qi.Bits, job.XQuantized + (long)t * inputBytes, job.XScaled + (long)t * groups, job.XSums + (long)t * groups);
+        }
+        else if (weight is QuantizedWeight q16 && rows < 4 && Int16Kernels.Supports(q16))
+        {
+            CheckGeometry(q16, nameof(weight));
+            // [rows, 2 * cols] int16 x terms, then [rows, groups] steps and [rows, groups] sums. From 4
+            // tokens on, the f32 kernels decode each chunk of codes once for 4 tokens and are faster.
+            int groups = q16.GroupsPerRow, shorts = Int16Kernels.InputShorts(q16.Cols);
+            float* scratch = _inputScratch.Get((long)rows * (shorts / 2 + 2 * groups));
+            job.Int16 = true;
+            job.XQuantized = (sbyte*)scratch;
+            job.XScaled = scratch + (long)rows * shorts / 2;
+            job.XSums = job.XScaled + (long)rows * groups;
+            for (int t = 0; t < rows; t++)
+                Int16Kernels.QuantizeInput(job.X + (long)t * q16.Cols, q16.Cols, q16.Bits, (short*)job.XQuantized + (long)t * shorts, job.XScaled + (long)t * groups, job.XSums + (long)t * groups);
         }
         else if (weight is QuantizedWeight q)
         {
@@ -148,9 +165,9 @@ public sealed unsafe class CpuBackend : IBackend
         private const int RowBlock = 16;
 
         public LinearWeight Weight = null!;
-        public float* X, Y, XScaled, XSums;   // XScaled holds the int8 scales when Int8
-        public sbyte* XQuantized;
-        public bool Int8;
+        public float* X, Y, XScaled, XSums;   // XScaled holds the int8/int16 steps when Int8/Int16
+        public sbyte* XQuantized;   // int16 when Int16
+        public bool Int8, Int16;
         public int XBytes;   // bytes of one token's XQuantized
         public int Tokens, RowsPerChunk, TokenTile;
 
@@ -176,6 +193,16 @@ public sealed unsafe class CpuBackend : IBackend
                                                Y + (long)t * outRows, outRows, Math.Min(4, tileEnd - t));
                         }
                     }
+                }
+                return;
+            }
+
+            if (Weight is QuantizedWeight q16 && Int16)
+            {
+                int groups = q16.GroupsPerRow;
+                for (int block = first; block < end; block += RowBlock)
+                {
+                    Int16Kernels.MatVec(q16, block, Math.Min(end, block + RowBlock), (short*)XQuantized, XScaled, XSums, Y, outRows, Tokens);
                 }
                 return;
             }

@@ -114,11 +114,11 @@ internal static unsafe class Int8Kernels
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Bf16(ushort* p, long i) => BitConverter.Int32BitsToSingle(p[i] << 16);
+    internal static float Bf16(ushort* p, long i) => BitConverter.Int32BitsToSingle(p[i] << 16);
 
     /// <summary>Bias term sum_g bias[g] * sum(x)[g] of one row, 8 groups per step.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float BiasTerm(ushort* biases, float* xSums, int groups)
+    internal static float BiasTerm(ushort* biases, float* xSums, int groups)
     {
         var acc = Vector256<float>.Zero;
         int g = 0;
@@ -132,14 +132,14 @@ internal static unsafe class Int8Kernels
 
     /// <summary>Eight bf16 values as f32 (one zero-extending load and a shift).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Bf16x8(ushort* p) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(p), 16).AsSingle();
+    internal static Vector256<float> Bf16x8(ushort* p) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(p), 16).AsSingle();
 
     /// <summary>
     /// destination[g] = scale[g] * xScale[g] for a row's groups, 8 per step: one broadcast load per
     /// group in the dot loop instead of a scalar bf16 conversion and multiply.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void RowScales(ushort* scales, float* xScales, int groups, float* destination)
+    internal static void RowScales(ushort* scales, float* xScales, int groups, float* destination)
     {
         int g = 0;
         for (; g + 8 <= groups; g += 8)
@@ -245,7 +245,7 @@ internal static unsafe class Int8Kernels
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> PairScale(float* rowScales, int g) =>
+    internal static Vector256<float> PairScale(float* rowScales, int g) =>
         Vector256.Create(Vector128.Create(rowScales[g]), Vector128.Create(rowScales[g + 1]));
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -331,7 +331,7 @@ internal static unsafe class Int8Kernels
     /// unsigned high multiply shifts every word right by its own offset. Lane sources (see
     /// <see cref="MatVec3Bit"/>): a = group bytes 0-15, b = bytes 8-23.
     /// </summary>
-    private static readonly Vector256<byte>[] ThreeBitShuffles =
+    internal static readonly Vector256<byte>[] ThreeBitShuffles =
     [
         ThreeBitShuffle(0, 3),     // (a, a)
         ThreeBitShuffle(6, 9),     // (a, a)
@@ -354,13 +354,13 @@ internal static unsafe class Int8Kernels
     }
 
     /// <summary>2^(16 - offset) per word: the high half of word * that is word &gt;&gt; offset (offsets 8,3,6,1,4,7,2,5).</summary>
-    private static readonly Vector256<ushort> ThreeBitMultipliers = Vector256.Create(
+    internal static readonly Vector256<ushort> ThreeBitMultipliers = Vector256.Create(
         (ushort)(1 << 8), 1 << 13, 1 << 10, 1 << 15, 1 << 12, 1 << 9, 1 << 14, 1 << 11,
         1 << 8, 1 << 13, 1 << 10, 1 << 15, 1 << 12, 1 << 9, 1 << 14, 1 << 11);
 
     /// <summary>Codes 16j..16j+15 of a group as 16-bit words.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> Codes3Bit(Vector256<byte> source, Vector256<byte> control, Vector256<ushort> multipliers) =>
+    internal static Vector256<short> Codes3Bit(Vector256<byte> source, Vector256<byte> control, Vector256<ushort> multipliers) =>
         (Avx2.MultiplyHigh(Avx2.Shuffle(source, control).AsUInt16(), multipliers) & Vector256.Create((ushort)7)).AsInt16();
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
