@@ -338,7 +338,7 @@ public class TestModelGeneratorTests(TinyTestModels tiny) : IClassFixture<TinyTe
     }
 
     [Theory]
-    [InlineData("huge", "unknown test-model preset 'huge' (known: tiny, small, 31b)")]
+    [InlineData("huge", "unknown test-model preset 'huge' (known: tiny, mid, small, 31b)")]
     public void UnknownPreset_IsRefusedByName(string name, string message)
     {
         var ex = Assert.Throws<ArgumentException>(() => TestModelPreset.Parse(name));
