@@ -2,6 +2,8 @@ using System.Runtime.Intrinsics;
 using Pipeline.Kernels.Cpu;
 using Pipeline.Kernels.Reference;
 
+using Pipeline.Kernels.Testing;
+
 namespace Pipeline.Kernels.Tests;
 
 /// <summary>
@@ -15,7 +17,7 @@ public abstract class BackendConformanceTests : IDisposable
 {
     private readonly CpuBackend _cpu = new(threads: 2);
     private readonly ReferenceBackend _reference = new();
-    private readonly TestWeights _weights = new(seed: 1234);
+    private readonly RandomWeights _weights = new(seed: 1234, pageAligned: true);
 
     public virtual void Dispose()
     {
@@ -75,8 +77,8 @@ public abstract class BackendConformanceTests : IDisposable
     private void CompareLinear(LinearWeight weight, int tokens)
     {
         var x = _weights.Floats(tokens * weight.Cols);
-        var expected = Run(_reference, weight, x, tokens);
-        var actual = Run(_cpu, weight, x, tokens);
+        var expected = BackendRuns.Linear(_reference, weight, x, tokens);
+        var actual = BackendRuns.Linear(_cpu, weight, x, tokens);
 
         // Tolerance: f32 summation order only, so relative to sum |w||x| of each output.
         var dense = new float[weight.Rows * weight.Cols];
@@ -96,16 +98,6 @@ public abstract class BackendConformanceTests : IDisposable
                 if (!(Math.Abs(expected[i] - actual[i]) <= 1e-5 * magnitude + 1e-6))
                     Assert.Fail($"token {t} row {r}: reference {expected[i]}, cpu {actual[i]} (sum|wx| {magnitude})");
             }
-        }
-
-        static float[] Run(IBackend backend, LinearWeight weight, float[] x, int tokens)
-        {
-            using var input = Upload(backend, x);
-            using var output = backend.Allocate((long)tokens * weight.Rows);
-            backend.Linear(weight, input, output, tokens);
-            var result = new float[output.Length];
-            backend.Read(output, result);
-            return result;
         }
     }
 

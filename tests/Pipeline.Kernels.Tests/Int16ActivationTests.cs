@@ -1,6 +1,8 @@
 using Pipeline.Kernels.Cpu;
 using Pipeline.Kernels.Reference;
 
+using Pipeline.Kernels.Testing;
+
 namespace Pipeline.Kernels.Tests;
 
 /// <summary>
@@ -14,7 +16,7 @@ public sealed unsafe class Int16ActivationTests : IDisposable
 {
     private readonly CpuBackend _cpu = new(threads: 2, int8Activations: false);
     private readonly ReferenceBackend _reference = new();
-    private readonly TestWeights _weights = new(seed: 17);
+    private readonly RandomWeights _weights = new(seed: 17, pageAligned: true);
 
     public void Dispose()
     {
@@ -50,8 +52,8 @@ public sealed unsafe class Int16ActivationTests : IDisposable
         // Outliers make one int16 term alone visibly inexact (a step of 9/32767 in their group).
         x[0] = 9f;
         x[^1] = -7.5f;
-        var actual = Run(_cpu, weight, x, tokens);
-        var exact = Run(_reference, weight, x, tokens);
+        var actual = BackendRuns.Linear(_cpu, weight, x, tokens);
+        var exact = BackendRuns.Linear(_reference, weight, x, tokens);
         var direct = RunKernel(weight, x, tokens);
         for (int t = 0; t < tokens; t++)
         {
@@ -130,16 +132,5 @@ public sealed unsafe class Int16ActivationTests : IDisposable
             value += scale * step * (hiDot + loDot / 65534.0) + bias * sum;
         }
         return ((float)value, magnitude);
-    }
-
-    private static float[] Run(IBackend backend, LinearWeight weight, float[] x, int tokens)
-    {
-        using var input = backend.Allocate(x.Length);
-        backend.Write(input, x);
-        using var output = backend.Allocate((long)tokens * weight.Rows);
-        backend.Linear(weight, input, output, tokens);
-        var result = new float[output.Length];
-        backend.Read(output, result);
-        return result;
     }
 }

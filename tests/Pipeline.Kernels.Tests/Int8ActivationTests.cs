@@ -1,6 +1,8 @@
 using Pipeline.Kernels.Cpu;
 using Pipeline.Kernels.Reference;
 
+using Pipeline.Kernels.Testing;
+
 namespace Pipeline.Kernels.Tests;
 
 /// <summary>
@@ -14,7 +16,7 @@ public sealed class Int8ActivationTests : IDisposable
 {
     private readonly CpuBackend _cpu = new(threads: 2, int8Activations: true);
     private readonly ReferenceBackend _reference = new();
-    private readonly TestWeights _weights = new(seed: 99);
+    private readonly RandomWeights _weights = new(seed: 99, pageAligned: true);
 
     public void Dispose()
     {
@@ -52,8 +54,8 @@ public sealed class Int8ActivationTests : IDisposable
         // Outliers, as real activations have, make the per-group int8 scales uneven.
         x[0] = 9f;
         x[^1] = -7.5f;
-        var actual = Run(_cpu, weight, x, tokens);
-        var exact = Run(_reference, weight, x, tokens);
+        var actual = BackendRuns.Linear(_cpu, weight, x, tokens);
+        var exact = BackendRuns.Linear(_reference, weight, x, tokens);
         for (int t = 0; t < tokens; t++)
         {
             for (int r = 0; r < rows; r++)
@@ -77,8 +79,8 @@ public sealed class Int8ActivationTests : IDisposable
         var weight = _weights.Quantized(16, 256, 4, 64);
         var x = _weights.Floats(256);
         x[3] = 50f;
-        var int8 = Run(_cpu, weight, x, 1);
-        var exact = Run(_reference, weight, x, 1);
+        var int8 = BackendRuns.Linear(_cpu, weight, x, 1);
+        var exact = BackendRuns.Linear(_reference, weight, x, 1);
         Assert.Equal(CpuKernels.UseAvx2, int8.Where((v, i) => v != exact[i]).Any());
     }
 
@@ -91,8 +93,8 @@ public sealed class Int8ActivationTests : IDisposable
     {
         var weight = _weights.Quantized(11, cols, bits, groupSize);
         var x = _weights.Floats(tokens * cols);
-        var actual = Run(_cpu, weight, x, tokens);
-        var exact = Run(_reference, weight, x, tokens);
+        var actual = BackendRuns.Linear(_cpu, weight, x, tokens);
+        var exact = BackendRuns.Linear(_reference, weight, x, tokens);
         for (int i = 0; i < actual.Length; i++)
             Assert.True(Math.Abs(actual[i] - exact[i]) <= 1e-4 * (1 + Math.Abs(exact[i])), $"[{i}]: reference {exact[i]}, cpu {actual[i]}");
     }
@@ -128,16 +130,5 @@ public sealed class Int8ActivationTests : IDisposable
             bound += Math.Abs(scale) * codes * step / 2;
         }
         return ((float)value, magnitude, bound);
-    }
-
-    private static float[] Run(IBackend backend, LinearWeight weight, float[] x, int tokens)
-    {
-        using var input = backend.Allocate(x.Length);
-        backend.Write(input, x);
-        using var output = backend.Allocate((long)tokens * weight.Rows);
-        backend.Linear(weight, input, output, tokens);
-        var result = new float[output.Length];
-        backend.Read(output, result);
-        return result;
     }
 }

@@ -1,6 +1,8 @@
 using Pipeline.Kernels.Metal.Tests.Emulation;
 using Pipeline.Kernels.Reference;
 
+using Pipeline.Kernels.Testing;
+
 namespace Pipeline.Kernels.Metal.Tests.Conformance;
 
 /// <summary>MetalBackend's host-side behaviour under emulation: batching, weight wrapping, top-k, bad input.</summary>

@@ -1,5 +1,7 @@
 using Pipeline.Kernels.Reference;
 
+using Pipeline.Kernels.Testing;
+
 namespace Pipeline.Kernels.Metal.Tests.Conformance;
 
 /// <summary>

@@ -1,5 +1,7 @@
 using Pipeline.Kernels.Metal.Tests.Emulation;
 
+using Pipeline.Kernels.Testing;
+
 namespace Pipeline.Kernels.Metal.Tests.Conformance;
 
 /// <summary>

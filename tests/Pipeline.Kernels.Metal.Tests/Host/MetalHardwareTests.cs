@@ -1,5 +1,7 @@
 using Pipeline.Kernels.Metal.Tests.Conformance;
 
+using Pipeline.Kernels.Testing;
+
 namespace Pipeline.Kernels.Metal.Tests.Host;
 
 /// <summary>

@@ -1,8 +1,9 @@
 using System.Runtime.InteropServices;
 
-namespace Pipeline.Kernels.Metal.Tests.Conformance;
+namespace Pipeline.Kernels.Testing;
 
 /// <summary>
+/// Shared by the kernel test projects (linked into each csproj).
 /// Random weights in native memory in the checkpoint layouts, freed on Dispose. Tensors start
 /// 2 bytes past a page boundary by default (like tensors inside a safetensors file, which forces
 /// the copy fallback of the weight wrapper), or page-aligned (zero-copy path).
