@@ -33,10 +33,11 @@ public class SamplerAllocationTests
         });
         sampler.Observe(sampler.Sample(logits)); // warm-up: JIT, static initializers
 
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 5; i++)
-            sampler.Observe(sampler.Sample(logits));
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        long allocated = SteadyStateAllocations.Measure(() =>
+        {
+            for (int i = 0; i < 5; i++)
+                sampler.Observe(sampler.Sample(logits));
+        });
 
         Assert.Equal(0, allocated);
     }
