@@ -377,43 +377,56 @@ public abstract class BackendConformanceTests : IDisposable
     }
 }
 
-/// <summary>The CPU backend with its vector kernels (when the hardware accelerates Vector256); not while another test switches them off.</summary>
+/// <summary>The CPU backend on the path it picks at startup (AVX2 here); not while another test switches paths.</summary>
 [Collection(nameof(ScalarKernelCollection))]
 public sealed class CpuVectorConformanceTests : BackendConformanceTests
 {
     [Fact]
     public void FastestPathIsTheDefault()
     {
-        Assert.Equal(Vector256.IsHardwareAccelerated, CpuKernels.UseVectors);
-        Assert.Equal(System.Runtime.Intrinsics.X86.Avx2.IsSupported, CpuKernels.UseAvx2);
+        var expected = System.Runtime.Intrinsics.X86.Avx2.IsSupported ? CpuIsa.Avx2
+            : Vector512.IsHardwareAccelerated ? CpuIsa.Vector512
+            : Vector256.IsHardwareAccelerated ? CpuIsa.Vector256
+            : Vector128.IsHardwareAccelerated ? CpuIsa.Vector128
+            : CpuIsa.Scalar;
+        Assert.Equal(expected, CpuKernels.DefaultIsa);
+        Assert.Equal(CpuKernels.ParseIsa(Environment.GetEnvironmentVariable(CpuKernels.IsaVariable)), CpuKernels.Isa);
     }
 }
 
 [CollectionDefinition(nameof(ScalarKernelCollection), DisableParallelization = true)]
 public sealed class ScalarKernelCollection;
 
-/// <summary>The portable Vector256 decoding of 2/3/4-bit codes, which AVX2 machines otherwise skip (run alone: the switch is process-wide).</summary>
+/// <summary>
+/// The conformance cases with one path forced process-wide (so run alone, in the non-parallel
+/// collection), then the startup path restored.
+/// </summary>
 [Collection(nameof(ScalarKernelCollection))]
-public sealed class CpuPortableVectorConformanceTests : BackendConformanceTests
+public abstract class ForcedIsaConformanceTests : BackendConformanceTests
 {
-    public CpuPortableVectorConformanceTests() => CpuKernels.UseAvx2 = false;
+    private readonly CpuIsa _previous = CpuKernels.Isa;
+
+    protected ForcedIsaConformanceTests(CpuIsa isa, int vectorBits)
+    {
+        CpuKernels.Isa = isa;
+        Assert.Equal(vectorBits, CpuKernels.VectorBits);
+    }
 
     public override void Dispose()
     {
-        CpuKernels.UseAvx2 = System.Runtime.Intrinsics.X86.Avx2.IsSupported;
+        CpuKernels.Isa = _previous;
         base.Dispose();
     }
 }
 
-/// <summary>The same conformance cases with the scalar kernels forced (run alone: the switch is process-wide).</summary>
-[Collection(nameof(ScalarKernelCollection))]
-public sealed class CpuScalarConformanceTests : BackendConformanceTests
-{
-    public CpuScalarConformanceTests() => CpuKernels.UseVectors = false;
+/// <summary>Portable Vector512: accelerated on AVX-512 machines, and on others run through .NET's software Vector512 so its code is tested everywhere.</summary>
+public sealed class CpuVector512ConformanceTests() : ForcedIsaConformanceTests(CpuIsa.Vector512, 512);
 
-    public override void Dispose()
-    {
-        CpuKernels.UseVectors = Vector256.IsHardwareAccelerated;
-        base.Dispose();
-    }
-}
+/// <summary>Portable Vector256, including its decoding of 2/3/4-bit codes, which AVX2 machines otherwise skip.</summary>
+public sealed class CpuVector256ConformanceTests() : ForcedIsaConformanceTests(CpuIsa.Vector256, 256);
+
+/// <summary>Portable Vector128 (SSE here, AdvSimd on Arm64).</summary>
+public sealed class CpuVector128ConformanceTests() : ForcedIsaConformanceTests(CpuIsa.Vector128, 128);
+
+/// <summary>The scalar loops.</summary>
+public sealed class CpuScalarConformanceTests() : ForcedIsaConformanceTests(CpuIsa.Scalar, 0);

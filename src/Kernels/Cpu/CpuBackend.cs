@@ -41,6 +41,8 @@ public sealed unsafe class CpuBackend : IBackend
     /// </param>
     public CpuBackend(int threads = 0, bool? int8Activations = null)
     {
+        // An unknown or unsupported PIPELINE_CPU_ISA stops here with one clear message.
+        CpuKernels.ParseIsa(Environment.GetEnvironmentVariable(CpuKernels.IsaVariable));
         Int8Activations = int8Activations ?? Environment.GetEnvironmentVariable(Int8ActivationsVariable) == "1";
         int count = threads > 0 ? threads : Environment.ProcessorCount;
         _pool = new WorkerPool(count);
@@ -53,7 +55,7 @@ public sealed unsafe class CpuBackend : IBackend
         _elementwise = new ElementwiseJob();
     }
 
-    public string Name => $"cpu ({_pool.Workers} threads, {(!CpuKernels.UseVectors ? "scalar" : CpuKernels.UseAvx2 ? "AVX2" : "Vector256")}{(Int8Activations ? ", int8 activations" : "")})";
+    public string Name => $"cpu ({_pool.Workers} threads, {CpuKernels.IsaName}{(Int8Activations ? ", int8 activations" : "")})";
 
     public int Threads => _pool.Workers;
 

@@ -5,9 +5,12 @@ using System.Runtime.Intrinsics.X86;
 namespace Pipeline.Kernels.Cpu;
 
 /// <summary>
-/// Single-threaded inner loops of the CPU backend, on raw pointers. Three paths, chosen at startup
-/// and switchable for tests: AVX2 (<see cref="UseAvx2"/>), portable Vector256, scalar
-/// (<see cref="UseVectors"/> off).
+/// Single-threaded inner loops of the CPU backend, on raw pointers. The path is chosen once at
+/// startup (<see cref="Isa"/>, from <see cref="IsaVariable"/>; tests switch it): scalar, portable
+/// Vector128, Vector256 or Vector512, or the widest accelerated portable width plus the
+/// AVX2-specific code decoding and integer kernels. The f32 kernels are written once, generic over
+/// an <see cref="IVectorWidth{TVector}"/>, and instantiated per width (the scalar path is the
+/// one-float instantiation); each public entry point switches on the width.
 /// <para>
 /// Quantized rows are read directly in MLX's packed layout (no repack), 8 elements at a time:
 /// 8 elements of b bits are exactly b bytes of the row's LSB-first bitstream. With AVX2 and b &lt;= 4
@@ -15,53 +18,148 @@ namespace Pipeline.Kernels.Cpu;
 /// them as a ulong u: elements 0-3 are the low 4b bits, elements 4-7 the next 4b; each half is
 /// broadcast into 4 lanes and masked with (2^b - 1) &lt;&lt; (k*b) without shifting, so lane k holds
 /// code * 2^(k*b), and that power of two is folded into the other operand (x pre-scaled by
-/// 2^-(k*b), or scale * 2^-(k*b)), which is exact. A group's contribution is
+/// 2^-(k*b), or scale * 2^-(k*b)), which is exact. Every width decodes whole 8-element chunks (one
+/// Vector128 per half chunk, one Vector256 per chunk, one Vector512 per two chunks), so the lane
+/// pattern, and with it the pre-scaled x, is the same for all widths. A group's contribution is
 /// scale * sum(q*x) + bias * sum(x), with sum(x) per group computed once per token.
 /// </para>
 /// </summary>
 internal static unsafe class CpuKernels
 {
     /// <summary>
-    /// Environment variable capping the instruction set at startup: "scalar", "vector256" (portable
-    /// Vector256, no AVX2-specific code) or "avx2" (the default where supported).
+    /// Environment variable choosing the path at startup: "scalar", "vector128", "vector256",
+    /// "vector512" (portable code of that width only) or "avx2"; unset: the fastest the CPU has
+    /// (see <see cref="DefaultIsa"/>).
     /// </summary>
     public const string IsaVariable = "PIPELINE_CPU_ISA";
 
-    public static bool UseVectors { get; set; } = Vector256.IsHardwareAccelerated && Isa() != "scalar";
+    private static CpuIsa s_isa = TryParseIsa(Environment.GetEnvironmentVariable(IsaVariable), out var isa, out _) ? isa : DefaultIsa;
+    private static int s_vectorBits = VectorBitsOf(s_isa);
 
-    /// <summary>AVX2's per-lane shifts and integer dot products (else the portable Vector256 decoding).</summary>
-    public static bool UseAvx2 { get; set; } = Avx2.IsSupported && Isa() is not ("scalar" or "vector256");
-
-    private static string Isa()
+    /// <summary>
+    /// The path the kernels take, process-wide. Setting it is for tests: any value runs on any x64
+    /// machine (Vector512 in software where not accelerated, and AVX2 needs <see cref="Avx2.IsSupported"/>).
+    /// </summary>
+    public static CpuIsa Isa
     {
-        string? value = Environment.GetEnvironmentVariable(IsaVariable);
-        if (value is null or "" or "avx2")
-            return "avx2";
-        if (value is "scalar" or "vector256")
-            return value;
-        throw new InvalidOperationException($"{IsaVariable}={value}: expected scalar, vector256 or avx2");
+        get => s_isa;
+        set
+        {
+            if (value == CpuIsa.Avx2 && !Avx2.IsSupported)
+                throw new PlatformNotSupportedException("this CPU has no AVX2");
+            s_isa = value;
+            s_vectorBits = VectorBitsOf(value);
+        }
     }
+
+    /// <summary>Whether any SIMD path is on (not <see cref="CpuIsa.Scalar"/>).</summary>
+    public static bool UseVectors => s_isa != CpuIsa.Scalar;
+
+    /// <summary>AVX2's per-lane shifts and integer dot products (else only the portable decoding).</summary>
+    public static bool UseAvx2 => s_isa == CpuIsa.Avx2;
+
+    /// <summary>Width in bits of the portable vectors the f32 kernels use (0: scalar).</summary>
+    public static int VectorBits => s_vectorBits;
+
+    /// <summary>AVX2 where the CPU has it, else the widest accelerated portable width, else scalar.</summary>
+    public static CpuIsa DefaultIsa =>
+        Avx2.IsSupported ? CpuIsa.Avx2
+        : Vector512.IsHardwareAccelerated ? CpuIsa.Vector512
+        : Vector256.IsHardwareAccelerated ? CpuIsa.Vector256
+        : Vector128.IsHardwareAccelerated ? CpuIsa.Vector128
+        : CpuIsa.Scalar;
+
+    /// <summary>The paths this CPU accelerates (scalar always), in <see cref="IsaVariable"/>'s spelling.</summary>
+    public static IEnumerable<string> AvailableIsas()
+    {
+        yield return "scalar";
+        if (Vector128.IsHardwareAccelerated)
+            yield return "vector128";
+        if (Vector256.IsHardwareAccelerated)
+            yield return "vector256";
+        if (Vector512.IsHardwareAccelerated)
+            yield return "vector512";
+        if (Avx2.IsSupported)
+            yield return "avx2";
+    }
+
+    /// <summary>
+    /// A value of <see cref="IsaVariable"/> (null or empty: <see cref="DefaultIsa"/>). Throws, naming
+    /// the variable and the value, when it is unknown or names a path this CPU does not accelerate.
+    /// </summary>
+    public static CpuIsa ParseIsa(string? value) =>
+        TryParseIsa(value, out var isa, out string? error) ? isa : throw new InvalidOperationException(error);
+
+    private static bool TryParseIsa(string? value, out CpuIsa isa, out string? error)
+    {
+        isa = DefaultIsa;
+        error = null;
+        if (string.IsNullOrEmpty(value))
+            return true;
+        CpuIsa? named = value switch
+        {
+            "scalar" => CpuIsa.Scalar,
+            "vector128" => CpuIsa.Vector128,
+            "vector256" => CpuIsa.Vector256,
+            "vector512" => CpuIsa.Vector512,
+            "avx2" => CpuIsa.Avx2,
+            _ => null,
+        };
+        string expected = $"expected one of {string.Join(", ", AvailableIsas())}, or unset for the fastest";
+        if (named is null)
+            error = $"{IsaVariable}={value}: unknown value; {expected}";
+        else if (!AvailableIsas().Contains(value))
+            error = $"{IsaVariable}={value}: not accelerated on this CPU; {expected}";
+        else
+            isa = named.Value;
+        return error is null;
+    }
+
+    private static int VectorBitsOf(CpuIsa isa) => isa switch
+    {
+        CpuIsa.Scalar => 0,
+        CpuIsa.Vector128 => 128,
+        CpuIsa.Vector256 => 256,
+        CpuIsa.Vector512 => 512,
+        _ => Vector512.IsHardwareAccelerated ? 512 : 256,
+    };
+
+    /// <summary>The path in words, for backend names and bench output.</summary>
+    public static string IsaName => s_isa switch
+    {
+        CpuIsa.Scalar => "scalar",
+        CpuIsa.Avx2 => $"AVX2 + Vector{s_vectorBits}",
+        _ => $"Vector{s_vectorBits}",
+    };
 
     // ---------------- dense dot products ----------------
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Dot(float* a, float* b, int n)
+    public static float Dot(float* a, float* b, int n) => s_vectorBits switch
     {
-        int i = 0;
-        float sum = 0;
-        if (UseVectors && n >= 8)
+        256 => Dot<Width256, Vector256<float>>(a, b, n),
+        512 => Dot<Width512, Vector512<float>>(a, b, n),
+        128 => Dot<Width128, Vector128<float>>(a, b, n),
+        _ => Dot<Width1, float>(a, b, n),
+    };
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float Dot<TWidth, TVector>(float* a, float* b, int n)
+        where TWidth : struct, IVectorWidth<TVector>
+        where TVector : struct
+    {
+        int width = TWidth.Count, i = 0;
+        TVector acc0 = TWidth.Zero, acc1 = TWidth.Zero;
+        for (; i + 2 * width <= n; i += 2 * width)
         {
-            var acc0 = Vector256<float>.Zero;
-            var acc1 = Vector256<float>.Zero;
-            for (; i + 16 <= n; i += 16)
-            {
-                acc0 = Vector256.MultiplyAddEstimate(Vector256.Load(a + i), Vector256.Load(b + i), acc0);
-                acc1 = Vector256.MultiplyAddEstimate(Vector256.Load(a + i + 8), Vector256.Load(b + i + 8), acc1);
-            }
-            for (; i + 8 <= n; i += 8)
-                acc0 = Vector256.MultiplyAddEstimate(Vector256.Load(a + i), Vector256.Load(b + i), acc0);
-            sum = Vector256.Sum(acc0 + acc1);
+            acc0 = TWidth.MultiplyAdd(TWidth.Load(a + i), TWidth.Load(b + i), acc0);
+            acc1 = TWidth.MultiplyAdd(TWidth.Load(a + i + width), TWidth.Load(b + i + width), acc1);
         }
+        if (i + width <= n)
+        {
+            acc0 = TWidth.MultiplyAdd(TWidth.Load(a + i), TWidth.Load(b + i), acc0);
+            i += width;
+        }
+        float sum = TWidth.Sum(TWidth.Add(acc0, acc1));
         for (; i < n; i++)
             sum += a[i] * b[i];
         return sum;
@@ -69,34 +167,47 @@ internal static unsafe class CpuKernels
 
     /// <summary>
     /// Two f32 rows against four tokens x[t * n ..]: y[t * yStride + i] = dot(w_i, x_t), each loaded
-    /// vector of w used four times and each of x twice. Vector path only.
+    /// vector of w used four times and each of x twice.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Dot2x4(float* w0, float* w1, float* x, int n, float* y, long yStride)
     {
-        float* x0 = x, x1 = x + n, x2 = x1 + n, x3 = x2 + n;
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
-        int i = 0;
-        for (; i + 8 <= n; i += 8)
+        switch (s_vectorBits)
         {
-            var u = Vector256.Load(w0 + i);
-            var v = Vector256.Load(w1 + i);
-            var x0i = Vector256.Load(x0 + i);
-            a0 = Vector256.MultiplyAddEstimate(u, x0i, a0);
-            b0 = Vector256.MultiplyAddEstimate(v, x0i, b0);
-            var x1i = Vector256.Load(x1 + i);
-            a1 = Vector256.MultiplyAddEstimate(u, x1i, a1);
-            b1 = Vector256.MultiplyAddEstimate(v, x1i, b1);
-            var x2i = Vector256.Load(x2 + i);
-            a2 = Vector256.MultiplyAddEstimate(u, x2i, a2);
-            b2 = Vector256.MultiplyAddEstimate(v, x2i, b2);
-            var x3i = Vector256.Load(x3 + i);
-            a3 = Vector256.MultiplyAddEstimate(u, x3i, a3);
-            b3 = Vector256.MultiplyAddEstimate(v, x3i, b3);
+            case 256: Dot2x4<Width256, Vector256<float>>(w0, w1, x, n, y, yStride); break;
+            case 512: Dot2x4<Width512, Vector512<float>>(w0, w1, x, n, y, yStride); break;
+            case 128: Dot2x4<Width128, Vector128<float>>(w0, w1, x, n, y, yStride); break;
+            default: Dot2x4<Width1, float>(w0, w1, x, n, y, yStride); break;
         }
-        float s0 = Vector256.Sum(a0), s1 = Vector256.Sum(a1), s2 = Vector256.Sum(a2), s3 = Vector256.Sum(a3);
-        float t0 = Vector256.Sum(b0), t1 = Vector256.Sum(b1), t2 = Vector256.Sum(b2), t3 = Vector256.Sum(b3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Dot2x4<TWidth, TVector>(float* w0, float* w1, float* x, int n, float* y, long yStride)
+        where TWidth : struct, IVectorWidth<TVector>
+        where TVector : struct
+    {
+        float* x0 = x, x1 = x + n, x2 = x1 + n, x3 = x2 + n;
+        TVector a0 = TWidth.Zero, a1 = TWidth.Zero, a2 = TWidth.Zero, a3 = TWidth.Zero;
+        TVector b0 = TWidth.Zero, b1 = TWidth.Zero, b2 = TWidth.Zero, b3 = TWidth.Zero;
+        int width = TWidth.Count, i = 0;
+        for (; i + width <= n; i += width)
+        {
+            var u = TWidth.Load(w0 + i);
+            var v = TWidth.Load(w1 + i);
+            var x0i = TWidth.Load(x0 + i);
+            a0 = TWidth.MultiplyAdd(u, x0i, a0);
+            b0 = TWidth.MultiplyAdd(v, x0i, b0);
+            var x1i = TWidth.Load(x1 + i);
+            a1 = TWidth.MultiplyAdd(u, x1i, a1);
+            b1 = TWidth.MultiplyAdd(v, x1i, b1);
+            var x2i = TWidth.Load(x2 + i);
+            a2 = TWidth.MultiplyAdd(u, x2i, a2);
+            b2 = TWidth.MultiplyAdd(v, x2i, b2);
+            var x3i = TWidth.Load(x3 + i);
+            a3 = TWidth.MultiplyAdd(u, x3i, a3);
+            b3 = TWidth.MultiplyAdd(v, x3i, b3);
+        }
+        float s0 = TWidth.Sum(a0), s1 = TWidth.Sum(a1), s2 = TWidth.Sum(a2), s3 = TWidth.Sum(a3);
+        float t0 = TWidth.Sum(b0), t1 = TWidth.Sum(b1), t2 = TWidth.Sum(b2), t3 = TWidth.Sum(b3);
         for (; i < n; i++)
         {
             s0 += w0[i] * x0[i];
@@ -117,6 +228,7 @@ internal static unsafe class CpuKernels
         y[3 * yStride] = s3;
         y[3 * yStride + 1] = t3;
     }
+
 
     /// <summary>dot(bf16 row, x) without materializing the row.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -142,7 +254,8 @@ internal static unsafe class CpuKernels
     }
 
     /// <summary>Converts n dense values of any checkpoint type to f32.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+
+    /// <summary>Converts n dense values of any checkpoint type to f32.</summary>
     public static void ToFloat(nint data, long offset, ScalarType type, float* destination, int n)
     {
         switch (type)
@@ -153,18 +266,13 @@ internal static unsafe class CpuKernels
             case ScalarType.BF16:
                 {
                     ushort* source = (ushort*)data + offset;
-                    int i = 0;
-                    if (UseVectors)
+                    switch (s_vectorBits)
                     {
-                        for (; i + 16 <= n; i += 16)
-                        {
-                            var (lo, hi) = Vector256.Widen(Vector256.Load(source + i));
-                            Vector256.ShiftLeft(lo, 16).AsSingle().Store(destination + i);
-                            Vector256.ShiftLeft(hi, 16).AsSingle().Store(destination + i + 8);
-                        }
+                        case 256: Bf16ToFloat<Width256, Vector256<float>>(source, destination, n); break;
+                        case 512: Bf16ToFloat<Width512, Vector512<float>>(source, destination, n); break;
+                        case 128: Bf16ToFloat<Width128, Vector128<float>>(source, destination, n); break;
+                        default: Bf16ToFloat<Width1, float>(source, destination, n); break;
                     }
-                    for (; i < n; i++)
-                        destination[i] = Scalars.Bf16ToFloat(source[i]);
                     break;
                 }
             default:
@@ -177,39 +285,22 @@ internal static unsafe class CpuKernels
         }
     }
 
-    // ---------------- quantized rows ----------------
-
-    /// <summary>The 8 lane masks (2^b - 1) &lt;&lt; ((lane % 4) * b).</summary>
-    public static Vector256<uint> LaneMasks(int bits)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Bf16ToFloat<TWidth, TVector>(ushort* source, float* destination, int n)
+        where TWidth : struct, IVectorWidth<TVector>
+        where TVector : struct
     {
-        uint mask = (1u << bits) - 1;
-        return Vector256.Create(mask, mask << bits, mask << (2 * bits), mask << (3 * bits),
-                                mask, mask << bits, mask << (2 * bits), mask << (3 * bits));
+        int width = TWidth.Count, i = 0;
+        for (; i + width <= n; i += width)
+            TWidth.Store(TWidth.LoadBf16(source + i), destination + i);
+        for (; i < n; i++)
+            destination[i] = Scalars.Bf16ToFloat(source[i]);
     }
+
+    // ---------------- quantized rows ----------------
 
     /// <summary>2^-((i % 4) * b): the factor that undoes lane i's missing shift.</summary>
     public static float LaneFactor(int index, int bits) => MathF.ScaleB(1f, -(index & 3) * bits);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong ReadChunk(byte* row, int offset, int rowBytes, int bits)
-    {
-        if (offset + 8 <= rowBytes)
-            return Unsafe.ReadUnaligned<ulong>(row + offset);
-        ulong value = 0;
-        for (int i = 0; i < bits; i++)
-            value |= (ulong)row[offset + i] << (8 * i);
-        return value;
-    }
-
-    /// <summary>Eight codes, lane k scaled by 2^((k%4)*b), as floats.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> ShiftedCodes(ulong chunk, int bits, Vector256<uint> masks)
-    {
-        uint lo = (uint)chunk, hi = (uint)(chunk >> (4 * bits));
-        var words = Vector256.Create(Vector128.Create(lo), Vector128.Create(hi)) & masks;
-        // Lane 3 of 8-bit codes reaches bit 31, where int conversion would see a sign.
-        return bits == 8 ? Vector256.ConvertToSingle(words) : Vector256.ConvertToSingle(words.AsInt32());
-    }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static uint ScalarCode(byte* row, int element, int bits)
@@ -247,10 +338,12 @@ internal static unsafe class CpuKernels
     /// <summary>
     /// Four tokens at once over rows [first, end): each chunk of codes is unpacked once and used
     /// four times. x and xs: 4 token rows of Cols (raw and pre-scaled); xSums: 4 rows of GroupsPerRow;
-    /// y[t * yStride + r]. Vector path only.
+    /// y[t * yStride + r]. Vector paths only.
     /// </summary>
     public static void MatVecQuantized4(QuantizedWeight w, int first, int end, float* x, float* xs, float* xSums, float* y, long yStride)
     {
+        if (!UseVectors)
+            throw new InvalidOperationException("MatVecQuantized4 is a vector kernel; the scalar path runs MatVecQuantized per token");
         var rows = new QuantizedRows(w, (byte*)w.Packed, first, end, x, xs, xSums, y, yStride);
         ForEachRowRange(ref rows, single: false);
     }
@@ -283,26 +376,45 @@ internal static unsafe class CpuKernels
     {
         if (rows.First >= rows.End)
             return;
-        int bits = rows.Weight.Bits;
-        if (bits <= 4 && UseAvx2)
-            Dispatch<Avx2Codes>(ref rows, single);
-        else if (bits == 8)
-            Dispatch<PortableWideCodes>(ref rows, single);
-        else
-            Dispatch<PortableCodes>(ref rows, single);
+        bool eightBits = rows.Weight.Bits == 8;
+        switch (s_vectorBits)
+        {
+            case 128:
+                if (eightBits)
+                    Dispatch<Width128, Vector128<float>, PortableCodes128<UnsignedLanes>>(ref rows, single);
+                else
+                    Dispatch<Width128, Vector128<float>, PortableCodes128<SignedLanes>>(ref rows, single);
+                break;
+            case 512:
+                if (eightBits)
+                    Dispatch<Width512, Vector512<float>, PortableCodes512<UnsignedLanes>>(ref rows, single);
+                else
+                    Dispatch<Width512, Vector512<float>, PortableCodes512<SignedLanes>>(ref rows, single);
+                break;
+            default:
+                if (rows.Weight.Bits <= 4 && UseAvx2)
+                    Dispatch<Width256, Vector256<float>, Avx2Codes>(ref rows, single);
+                else if (eightBits)
+                    Dispatch<Width256, Vector256<float>, PortableCodes256<UnsignedLanes>>(ref rows, single);
+                else
+                    Dispatch<Width256, Vector256<float>, PortableCodes256<SignedLanes>>(ref rows, single);
+                break;
+        }
     }
 
-    private static void Dispatch<TCodes>(ref QuantizedRows rows, bool single)
-        where TCodes : struct, ICodes
+    private static void Dispatch<TWidth, TVector, TCodes>(ref QuantizedRows rows, bool single)
+        where TWidth : struct, IVectorWidth<TVector>
+        where TVector : struct
+        where TCodes : struct, ICodes<TCodes, TVector>
     {
         switch (rows.Weight.ScaleType, single)
         {
-            case (ScalarType.BF16, true): MatVec1<TCodes, Bf16Scales>(ref rows); break;
-            case (ScalarType.BF16, false): MatVec4<TCodes, Bf16Scales>(ref rows); break;
-            case (ScalarType.F16, true): MatVec1<TCodes, F16Scales>(ref rows); break;
-            case (ScalarType.F16, false): MatVec4<TCodes, F16Scales>(ref rows); break;
-            case (_, true): MatVec1<TCodes, F32Scales>(ref rows); break;
-            default: MatVec4<TCodes, F32Scales>(ref rows); break;
+            case (ScalarType.BF16, true): MatVec1<TWidth, TVector, TCodes, Bf16Scales>(ref rows); break;
+            case (ScalarType.BF16, false): MatVec4<TWidth, TVector, TCodes, Bf16Scales>(ref rows); break;
+            case (ScalarType.F16, true): MatVec1<TWidth, TVector, TCodes, F16Scales>(ref rows); break;
+            case (ScalarType.F16, false): MatVec4<TWidth, TVector, TCodes, F16Scales>(ref rows); break;
+            case (_, true): MatVec1<TWidth, TVector, TCodes, F32Scales>(ref rows); break;
+            default: MatVec4<TWidth, TVector, TCodes, F32Scales>(ref rows); break;
         }
     }
 
@@ -316,78 +428,163 @@ internal static unsafe class CpuKernels
         public readonly long YStride = yStride;
     }
 
-    /// <summary>Constants a chunk decoder needs, built once per kernel call.</summary>
-    private readonly struct CodeConstants(int bits)
-    {
-        public readonly int Bits = bits;
-        public readonly int HiShift = 4 * bits;
-        public readonly Vector256<uint> LaneMasks = CpuKernels.LaneMasks(bits);
-        public readonly Vector256<uint> Shifts = Vector256.Create(0u, 1, 2, 3, 4, 5, 6, 7) * (uint)bits;
-        public readonly Vector256<uint> Mask = Vector256.Create((1u << bits) - 1);
-    }
-
-    /// <summary>Turns the 8 codes of the b-byte chunk at p into floats.</summary>
-    private interface ICodes
+    /// <summary>
+    /// Turns whole 8-code chunks into two vectors of floats: 2 * Count codes, that is
+    /// 2 * Count * b / 8 bytes from p. Built once per kernel call (it holds the width's lane masks).
+    /// </summary>
+    internal interface ICodes<TSelf, TVector>
+        where TSelf : struct, ICodes<TSelf, TVector>
+        where TVector : struct
     {
         /// <summary>True when lane k comes out as code * 2^((k % 4) * b), so x must be the pre-scaled copy.</summary>
         static abstract bool ScaledLanes { get; }
 
-        static abstract Vector256<float> Decode(byte* p, in CodeConstants c);
+        static abstract TSelf Create(int bits);
+
+        void Decode(byte* p, out TVector first, out TVector second);
     }
 
-    /// <summary>
-    /// Portable: the chunk's low and high 4b bits broadcast into lanes 0-3 and 4-7 and masked in
-    /// place, lane k keeping code * 2^((k%4)*b). Below 8 bits the top lane stays under bit 31, so the
-    /// signed conversion is exact.
-    /// </summary>
-    private readonly struct PortableCodes : ICodes
+    /// <summary>How masked lanes become floats: below 8 bits the top lane stays under bit 31 and the signed conversion is exact.</summary>
+    internal interface ILaneSign
     {
+        static abstract bool Unsigned { get; }
+    }
+
+    internal readonly struct SignedLanes : ILaneSign
+    {
+        public static bool Unsigned => false;
+    }
+
+    /// <summary>8-bit codes: lane 3 reaches bit 31, where a signed conversion would see a sign.</summary>
+    internal readonly struct UnsignedLanes : ILaneSign
+    {
+        public static bool Unsigned => true;
+    }
+
+    /// <summary>The 4 lane masks (2^b - 1) &lt;&lt; (k * b) of a half chunk.</summary>
+    private static Vector128<uint> HalfChunkMasks(int bits)
+    {
+        uint mask = (1u << bits) - 1;
+        return Vector128.Create(mask, mask << bits, mask << (2 * bits), mask << (3 * bits));
+    }
+
+    /// <summary>Portable Vector128: one chunk's low and high 4b bits broadcast into 4 lanes each and masked in place.</summary>
+    internal readonly struct PortableCodes128<TSign>(int bits) : ICodes<PortableCodes128<TSign>, Vector128<float>>
+        where TSign : struct, ILaneSign
+    {
+        private readonly Vector128<uint> _masks = HalfChunkMasks(bits);
+        private readonly int _hiShift = 4 * bits;
+
         public static bool ScaledLanes => true;
 
+        public static PortableCodes128<TSign> Create(int bits) => new(bits);
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Decode(byte* p, in CodeConstants c)
+        public void Decode(byte* p, out Vector128<float> first, out Vector128<float> second)
         {
             ulong chunk = Unsafe.ReadUnaligned<ulong>(p);
-            var words = Vector256.Create(Vector128.Create((uint)chunk), Vector128.Create((uint)(chunk >> c.HiShift))) & c.LaneMasks;
-            return Vector256.ConvertToSingle(words.AsInt32());
+            first = Convert(Vector128.Create((uint)chunk) & _masks);
+            second = Convert(Vector128.Create((uint)(chunk >> _hiShift)) & _masks);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector128<float> Convert(Vector128<uint> words) =>
+            TSign.Unsigned ? Vector128.ConvertToSingle(words) : Vector128.ConvertToSingle(words.AsInt32());
+    }
+
+    /// <summary>Portable Vector256: per chunk, the low and high 4b bits broadcast into lanes 0-3 and 4-7 and masked in place.</summary>
+    internal readonly struct PortableCodes256<TSign>(int bits) : ICodes<PortableCodes256<TSign>, Vector256<float>>
+        where TSign : struct, ILaneSign
+    {
+        private readonly Vector256<uint> _masks = Vector256.Create(HalfChunkMasks(bits), HalfChunkMasks(bits));
+        private readonly int _bits = bits;
+        private readonly int _hiShift = 4 * bits;
+
+        public static bool ScaledLanes => true;
+
+        public static PortableCodes256<TSign> Create(int bits) => new(bits);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Decode(byte* p, out Vector256<float> first, out Vector256<float> second)
+        {
+            first = Chunk(p);
+            second = Chunk(p + _bits);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private Vector256<float> Chunk(byte* p)
+        {
+            ulong chunk = Unsafe.ReadUnaligned<ulong>(p);
+            var words = Vector256.Create(Vector128.Create((uint)chunk), Vector128.Create((uint)(chunk >> _hiShift))) & _masks;
+            return TSign.Unsigned ? Vector256.ConvertToSingle(words) : Vector256.ConvertToSingle(words.AsInt32());
         }
     }
 
-    /// <summary>As <see cref="PortableCodes"/> for 8-bit codes, whose lane 3 reaches bit 31.</summary>
-    private readonly struct PortableWideCodes : ICodes
+    /// <summary>Portable Vector512: two chunks per vector, each half chunk broadcast into 4 lanes and masked in place.</summary>
+    internal readonly struct PortableCodes512<TSign>(int bits) : ICodes<PortableCodes512<TSign>, Vector512<float>>
+        where TSign : struct, ILaneSign
     {
+        private readonly Vector512<uint> _masks = Vector512.Create(Vector256.Create(HalfChunkMasks(bits), HalfChunkMasks(bits)), Vector256.Create(HalfChunkMasks(bits), HalfChunkMasks(bits)));
+        private readonly int _bits = bits;
+        private readonly int _hiShift = 4 * bits;
+
         public static bool ScaledLanes => true;
 
+        public static PortableCodes512<TSign> Create(int bits) => new(bits);
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Decode(byte* p, in CodeConstants c)
+        public void Decode(byte* p, out Vector512<float> first, out Vector512<float> second)
         {
-            ulong chunk = Unsafe.ReadUnaligned<ulong>(p);
-            var words = Vector256.Create(Vector128.Create((uint)chunk), Vector128.Create((uint)(chunk >> c.HiShift))) & c.LaneMasks;
-            return Vector256.ConvertToSingle(words);
+            first = Chunks(p);
+            second = Chunks(p + 2 * _bits);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private Vector512<float> Chunks(byte* p)
+        {
+            ulong lo = Unsafe.ReadUnaligned<ulong>(p), hi = Unsafe.ReadUnaligned<ulong>(p + _bits);
+            var words = Vector512.Create(
+                Vector256.Create(Vector128.Create((uint)lo), Vector128.Create((uint)(lo >> _hiShift))),
+                Vector256.Create(Vector128.Create((uint)hi), Vector128.Create((uint)(hi >> _hiShift)))) & _masks;
+            return TSign.Unsigned ? Vector512.ConvertToSingle(words) : Vector512.ConvertToSingle(words.AsInt32());
         }
     }
 
     /// <summary>AVX2, codes of at most 4 bits: 8 codes fit one uint; one broadcast and a per-lane shift give the codes themselves.</summary>
-    private readonly struct Avx2Codes : ICodes
+    internal readonly struct Avx2Codes(int bits) : ICodes<Avx2Codes, Vector256<float>>
     {
+        private readonly Vector256<uint> _shifts = Vector256.Create(0u, 1, 2, 3, 4, 5, 6, 7) * (uint)bits;
+        private readonly Vector256<uint> _mask = Vector256.Create((1u << bits) - 1);
+        private readonly int _bits = bits;
+
         public static bool ScaledLanes => false;
 
+        public static Avx2Codes Create(int bits) => new(bits);
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Decode(byte* p, in CodeConstants c)
+        public void Decode(byte* p, out Vector256<float> first, out Vector256<float> second)
         {
-            var words = Avx2.ShiftRightLogicalVariable(Vector256.Create(Unsafe.ReadUnaligned<uint>(p)), c.Shifts) & c.Mask;
-            return Vector256.ConvertToSingle(words.AsInt32());
+            first = Chunk(p);
+            second = Chunk(p + _bits);
         }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private Vector256<float> Chunk(byte* p) =>
+            Vector256.ConvertToSingle((Avx2.ShiftRightLogicalVariable(Vector256.Create(Unsafe.ReadUnaligned<uint>(p)), _shifts) & _mask).AsInt32());
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MatVec1<TCodes, TScales>(ref QuantizedRows a)
-        where TCodes : struct, ICodes
+    private static void MatVec1<TWidth, TVector, TCodes, TScales>(ref QuantizedRows a)
+        where TWidth : struct, IVectorWidth<TVector>
+        where TVector : struct
+        where TCodes : struct, ICodes<TCodes, TVector>
         where TScales : struct, IScales
     {
         var w = a.Weight;
-        var c = new CodeConstants(w.Bits);
-        int bits = w.Bits, groups = w.GroupsPerRow, chunksPerGroup = w.GroupSize / 8;
+        var codes = TCodes.Create(w.Bits);
+        int bits = w.Bits, groups = w.GroupsPerRow, groupSize = w.GroupSize;
+        // One Decode covers 2 vectors; groups (32, 64 or 128 codes) hold a whole number of them.
+        int width = TWidth.Count, step = 2 * width, stepBytes = step * bits / 8;
         int rowBytes = w.Cols * bits / 8;
         nint scales = w.Scales, biases = w.Biases;
         float* x = TCodes.ScaledLanes ? a.Xs : a.X;
@@ -398,34 +595,50 @@ internal static unsafe class CpuKernels
             byte* p = a.Packed + (long)row * rowBytes;
             long firstGroup = (long)row * groups;
             float biasTerm = 0;
-            var acc = Vector256<float>.Zero;
+            var acc = TWidth.Zero;
             float* xg = x;
             for (int g = 0; g < groups; g++)
             {
-                // Four independent chains (groups of 32, 64 or 128 are 4, 8 or 16 chunks): FMA latency, not one chain, bounds a row.
-                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-                for (int k = 0; k < chunksPerGroup; k += 4, p += 4 * bits, xg += 32)
+                // Four independent chains: FMA latency, not one chain, bounds a row.
+                TVector a0 = TWidth.Zero, a1 = TWidth.Zero, a2 = TWidth.Zero, a3 = TWidth.Zero;
+                int k = 0;
+                for (; k + 2 * step <= groupSize; k += 2 * step, p += 2 * stepBytes, xg += 2 * step)
                 {
-                    a0 = Vector256.MultiplyAddEstimate(TCodes.Decode(p, in c), Vector256.Load(xg), a0);
-                    a1 = Vector256.MultiplyAddEstimate(TCodes.Decode(p + bits, in c), Vector256.Load(xg + 8), a1);
-                    a2 = Vector256.MultiplyAddEstimate(TCodes.Decode(p + 2 * bits, in c), Vector256.Load(xg + 16), a2);
-                    a3 = Vector256.MultiplyAddEstimate(TCodes.Decode(p + 3 * bits, in c), Vector256.Load(xg + 24), a3);
+                    codes.Decode(p, out var c0, out var c1);
+                    codes.Decode(p + stepBytes, out var c2, out var c3);
+                    a0 = TWidth.MultiplyAdd(c0, TWidth.Load(xg), a0);
+                    a1 = TWidth.MultiplyAdd(c1, TWidth.Load(xg + width), a1);
+                    a2 = TWidth.MultiplyAdd(c2, TWidth.Load(xg + 2 * width), a2);
+                    a3 = TWidth.MultiplyAdd(c3, TWidth.Load(xg + 3 * width), a3);
                 }
-                acc = Vector256.MultiplyAddEstimate((a0 + a1) + (a2 + a3), Vector256.Create(TScales.Load(scales, firstGroup + g)), acc);
+                if (k < groupSize)
+                {
+                    // One Decode left (Vector512, groups of 32).
+                    codes.Decode(p, out var c0, out var c1);
+                    a0 = TWidth.MultiplyAdd(c0, TWidth.Load(xg), a0);
+                    a1 = TWidth.MultiplyAdd(c1, TWidth.Load(xg + width), a1);
+                    p += stepBytes;
+                    xg += step;
+                }
+                var sum = TWidth.Add(TWidth.Add(a0, a1), TWidth.Add(a2, a3));
+                acc = TWidth.MultiplyAdd(sum, TWidth.Create(TScales.Load(scales, firstGroup + g)), acc);
                 biasTerm += TScales.Load(biases, firstGroup + g) * xSums[g];
             }
-            y[row] = Vector256.Sum(acc) + biasTerm;
+            y[row] = TWidth.Sum(acc) + biasTerm;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MatVec4<TCodes, TScales>(ref QuantizedRows a)
-        where TCodes : struct, ICodes
+    private static void MatVec4<TWidth, TVector, TCodes, TScales>(ref QuantizedRows a)
+        where TWidth : struct, IVectorWidth<TVector>
+        where TVector : struct
+        where TCodes : struct, ICodes<TCodes, TVector>
         where TScales : struct, IScales
     {
         var w = a.Weight;
-        var c = new CodeConstants(w.Bits);
-        int bits = w.Bits, groups = w.GroupsPerRow, cols = w.Cols, chunksPerGroup = w.GroupSize / 8;
+        var codes = TCodes.Create(w.Bits);
+        int bits = w.Bits, groups = w.GroupsPerRow, cols = w.Cols, groupSize = w.GroupSize;
+        int width = TWidth.Count, step = 2 * width, stepBytes = step * bits / 8;
         int rowBytes = cols * bits / 8;
         nint scales = w.Scales, biases = w.Biases;
         float* x0 = TCodes.ScaledLanes ? a.Xs : a.X, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
@@ -437,35 +650,39 @@ internal static unsafe class CpuKernels
         {
             byte* p = a.Packed + (long)row * rowBytes;
             long firstGroup = (long)row * groups;
-            Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+            TVector acc0 = TWidth.Zero, acc1 = TWidth.Zero, acc2 = TWidth.Zero, acc3 = TWidth.Zero;
             float bias0 = 0, bias1 = 0, bias2 = 0, bias3 = 0;
             int e = 0;
             for (int g = 0; g < groups; g++)
             {
-                Vector256<float> g0 = default, g1 = default, g2 = default, g3 = default;
-                for (int k = 0; k < chunksPerGroup; k++, p += bits, e += 8)
+                TVector g0 = TWidth.Zero, g1 = TWidth.Zero, g2 = TWidth.Zero, g3 = TWidth.Zero;
+                for (int k = 0; k < groupSize; k += step, p += stepBytes, e += step)
                 {
-                    var codes = TCodes.Decode(p, in c);
-                    g0 = Vector256.MultiplyAddEstimate(codes, Vector256.Load(x0 + e), g0);
-                    g1 = Vector256.MultiplyAddEstimate(codes, Vector256.Load(x1 + e), g1);
-                    g2 = Vector256.MultiplyAddEstimate(codes, Vector256.Load(x2 + e), g2);
-                    g3 = Vector256.MultiplyAddEstimate(codes, Vector256.Load(x3 + e), g3);
+                    codes.Decode(p, out var c, out var d);
+                    g0 = TWidth.MultiplyAdd(c, TWidth.Load(x0 + e), g0);
+                    g1 = TWidth.MultiplyAdd(c, TWidth.Load(x1 + e), g1);
+                    g2 = TWidth.MultiplyAdd(c, TWidth.Load(x2 + e), g2);
+                    g3 = TWidth.MultiplyAdd(c, TWidth.Load(x3 + e), g3);
+                    g0 = TWidth.MultiplyAdd(d, TWidth.Load(x0 + e + width), g0);
+                    g1 = TWidth.MultiplyAdd(d, TWidth.Load(x1 + e + width), g1);
+                    g2 = TWidth.MultiplyAdd(d, TWidth.Load(x2 + e + width), g2);
+                    g3 = TWidth.MultiplyAdd(d, TWidth.Load(x3 + e + width), g3);
                 }
-                var scale = Vector256.Create(TScales.Load(scales, firstGroup + g));
+                var scale = TWidth.Create(TScales.Load(scales, firstGroup + g));
                 float bias = TScales.Load(biases, firstGroup + g);
-                acc0 = Vector256.MultiplyAddEstimate(g0, scale, acc0);
-                acc1 = Vector256.MultiplyAddEstimate(g1, scale, acc1);
-                acc2 = Vector256.MultiplyAddEstimate(g2, scale, acc2);
-                acc3 = Vector256.MultiplyAddEstimate(g3, scale, acc3);
+                acc0 = TWidth.MultiplyAdd(g0, scale, acc0);
+                acc1 = TWidth.MultiplyAdd(g1, scale, acc1);
+                acc2 = TWidth.MultiplyAdd(g2, scale, acc2);
+                acc3 = TWidth.MultiplyAdd(g3, scale, acc3);
                 bias0 += bias * s0[g];
                 bias1 += bias * s1[g];
                 bias2 += bias * s2[g];
                 bias3 += bias * s3[g];
             }
-            y[row] = Vector256.Sum(acc0) + bias0;
-            y[stride + row] = Vector256.Sum(acc1) + bias1;
-            y[2 * stride + row] = Vector256.Sum(acc2) + bias2;
-            y[3 * stride + row] = Vector256.Sum(acc3) + bias3;
+            y[row] = TWidth.Sum(acc0) + bias0;
+            y[stride + row] = TWidth.Sum(acc1) + bias1;
+            y[2 * stride + row] = TWidth.Sum(acc2) + bias2;
+            y[3 * stride + row] = TWidth.Sum(acc3) + bias3;
         }
     }
 
@@ -512,48 +729,93 @@ internal static unsafe class CpuKernels
     }
 
     /// <summary>Row r of a quantized matrix as f32: w = q * scale + bias.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void DequantizeRow(QuantizedWeight w, int row, float* destination, float multiplier = 1f)
     {
-        int bits = w.Bits, groupSize = w.GroupSize, groups = w.GroupsPerRow;
-        int rowBytes = w.Cols * bits / 8;
-        byte* packed = (byte*)w.Packed + (long)row * rowBytes;
-        long firstGroup = (long)row * groups;
-
         if (!UseVectors)
         {
-            for (int g = 0; g < groups; g++)
-            {
-                float scale = Scalars.Load(w.Scales, firstGroup + g, w.ScaleType);
-                float bias = Scalars.Load(w.Biases, firstGroup + g, w.ScaleType);
-                for (int i = g * groupSize; i < (g + 1) * groupSize; i++)
-                    destination[i] = (ScalarCode(packed, i, bits) * scale + bias) * multiplier;
-            }
+            DequantizeRowScalar(w, row, destination, multiplier);
             return;
         }
+        // The decoders read 8 bytes per chunk, up to 7 past the row: the matrix's last row goes through a padded copy.
+        int rowBytes = w.Cols * w.Bits / 8;
+        byte* packed = (byte*)w.Packed + (long)row * rowBytes;
+        if (row == w.Rows - 1)
+        {
+            byte* padded = stackalloc byte[rowBytes + 8];
+            Buffer.MemoryCopy(packed, padded, rowBytes, rowBytes);
+            packed = padded;
+        }
+        bool eightBits = w.Bits == 8;
+        switch (s_vectorBits)
+        {
+            case 128:
+                if (eightBits)
+                    DequantizeRow<Width128, Vector128<float>, PortableCodes128<UnsignedLanes>>(w, row, packed, destination, multiplier);
+                else
+                    DequantizeRow<Width128, Vector128<float>, PortableCodes128<SignedLanes>>(w, row, packed, destination, multiplier);
+                break;
+            case 512:
+                if (eightBits)
+                    DequantizeRow<Width512, Vector512<float>, PortableCodes512<UnsignedLanes>>(w, row, packed, destination, multiplier);
+                else
+                    DequantizeRow<Width512, Vector512<float>, PortableCodes512<SignedLanes>>(w, row, packed, destination, multiplier);
+                break;
+            default:
+                if (eightBits)
+                    DequantizeRow<Width256, Vector256<float>, PortableCodes256<UnsignedLanes>>(w, row, packed, destination, multiplier);
+                else
+                    DequantizeRow<Width256, Vector256<float>, PortableCodes256<SignedLanes>>(w, row, packed, destination, multiplier);
+                break;
+        }
+    }
 
-        var masks = LaneMasks(bits);
-        var laneFactors = Vector256.Create(1f, LaneFactor(1, bits), LaneFactor(2, bits), LaneFactor(3, bits),
-                                           1f, LaneFactor(1, bits), LaneFactor(2, bits), LaneFactor(3, bits));
-        var multiplierVector = Vector256.Create(multiplier);
-        int chunksPerGroup = groupSize / 8;
-        int offset = 0;
+    private static void DequantizeRowScalar(QuantizedWeight w, int row, float* destination, float multiplier)
+    {
+        int bits = w.Bits, groupSize = w.GroupSize, groups = w.GroupsPerRow;
+        byte* packed = (byte*)w.Packed + (long)row * (w.Cols * bits / 8);
+        long firstGroup = (long)row * groups;
+        for (int g = 0; g < groups; g++)
+        {
+            float scale = Scalars.Load(w.Scales, firstGroup + g, w.ScaleType);
+            float bias = Scalars.Load(w.Biases, firstGroup + g, w.ScaleType);
+            for (int i = g * groupSize; i < (g + 1) * groupSize; i++)
+                destination[i] = (ScalarCode(packed, i, bits) * scale + bias) * multiplier;
+        }
+    }
+
+    /// <summary>Row <paramref name="row"/> dequantized from its packed bytes (readable 7 bytes past the row).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DequantizeRow<TWidth, TVector, TCodes>(QuantizedWeight w, int row, byte* packed, float* destination, float multiplier)
+        where TWidth : struct, IVectorWidth<TVector>
+        where TVector : struct
+        where TCodes : struct, ICodes<TCodes, TVector>
+    {
+        var codes = TCodes.Create(w.Bits);
+        int bits = w.Bits, groups = w.GroupsPerRow, groupSize = w.GroupSize;
+        int width = TWidth.Count, step = 2 * width, stepBytes = step * bits / 8;
+        long firstGroup = (long)row * groups;
+        float* factors = stackalloc float[width];
+        for (int i = 0; i < width; i++)
+            factors[i] = TCodes.ScaledLanes ? LaneFactor(i, bits) : 1f;
+        var laneFactors = TWidth.Load(factors);
+        var multiplierVector = TWidth.Create(multiplier);
+        byte* p = packed;
         float* y = destination;
         for (int g = 0; g < groups; g++)
         {
-            var scale = laneFactors * LoadScale(w.Scales, firstGroup + g, w.ScaleType);
-            var bias = Vector256.Create(LoadScale(w.Biases, firstGroup + g, w.ScaleType));
-            for (int c = 0; c < chunksPerGroup; c++, offset += bits, y += 8)
+            var scale = TWidth.Multiply(laneFactors, TWidth.Create(LoadScale(w.Scales, firstGroup + g, w.ScaleType)));
+            var bias = TWidth.Create(LoadScale(w.Biases, firstGroup + g, w.ScaleType));
+            for (int k = 0; k < groupSize; k += step, p += stepBytes, y += step)
             {
-                ulong chunk = ReadChunk(packed, offset, rowBytes, bits);
+                codes.Decode(p, out var first, out var second);
                 // code*2^(kb) * scale*2^(-kb) is exactly code*scale, so this is f32(q*scale) + bias.
-                var value = ShiftedCodes(chunk, bits, masks) * scale + bias;
-                (value * multiplierVector).Store(y);
+                TWidth.Store(TWidth.Multiply(TWidth.Add(TWidth.Multiply(first, scale), bias), multiplierVector), y);
+                TWidth.Store(TWidth.Multiply(TWidth.Add(TWidth.Multiply(second, scale), bias), multiplierVector), y + width);
             }
         }
     }
 
-    /// <summary>Per-token preparation of x for <see cref="DotQuantized"/>: lane pre-scaled copy and group sums.</summary>
+    /// <summary>Per-token preparation of x for the quantized kernels: lane pre-scaled copy and group sums.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PrepareQuantizedInput(float* x, int cols, int bits, int groupSize, float* xs, float* xSums)
     {
@@ -571,55 +833,70 @@ internal static unsafe class CpuKernels
 
     // ---------------- elementwise ----------------
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RmsNormRow(float* x, float* y, float* weight, int dim, float eps)
     {
-        int i = 0;
-        float squares = 0;
-        if (UseVectors)
+        switch (s_vectorBits)
         {
-            var acc = Vector256<float>.Zero;
-            for (; i + 8 <= dim; i += 8)
-            {
-                var v = Vector256.Load(x + i);
-                acc = Vector256.MultiplyAddEstimate(v, v, acc);
-            }
-            squares = Vector256.Sum(acc);
+            case 256: RmsNormRow<Width256, Vector256<float>>(x, y, weight, dim, eps); break;
+            case 512: RmsNormRow<Width512, Vector512<float>>(x, y, weight, dim, eps); break;
+            case 128: RmsNormRow<Width128, Vector128<float>>(x, y, weight, dim, eps); break;
+            default: RmsNormRow<Width1, float>(x, y, weight, dim, eps); break;
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void RmsNormRow<TWidth, TVector>(float* x, float* y, float* weight, int dim, float eps)
+        where TWidth : struct, IVectorWidth<TVector>
+        where TVector : struct
+    {
+        int width = TWidth.Count, i = 0;
+        var acc = TWidth.Zero;
+        for (; i + width <= dim; i += width)
+        {
+            var v = TWidth.Load(x + i);
+            acc = TWidth.MultiplyAdd(v, v, acc);
+        }
+        float squares = TWidth.Sum(acc);
         for (; i < dim; i++)
             squares += x[i] * x[i];
         float inv = 1f / MathF.Sqrt(squares / dim + eps);
 
-        i = 0;
-        if (UseVectors)
+        var invVector = TWidth.Create(inv);
+        for (i = 0; i + width <= dim; i += width)
         {
-            var invVector = Vector256.Create(inv);
-            for (; i + 8 <= dim; i += 8)
-            {
-                var v = Vector256.Load(x + i) * invVector;
-                (weight is null ? v : v * Vector256.Load(weight + i)).Store(y + i);
-            }
+            var v = TWidth.Multiply(TWidth.Load(x + i), invVector);
+            TWidth.Store(weight is null ? v : TWidth.Multiply(v, TWidth.Load(weight + i)), y + i);
         }
         for (; i < dim; i++)
             y[i] = weight is null ? x[i] * inv : x[i] * inv * weight[i];
     }
 
     /// <summary>Rotates one head: pairs (j, j + half) by (cos[j], sin[j]).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RopeHead(float* x, float* cos, float* sin, int half)
     {
-        int j = 0;
-        if (UseVectors)
+        switch (s_vectorBits)
         {
-            for (; j + 8 <= half; j += 8)
-            {
-                var a = Vector256.Load(x + j);
-                var b = Vector256.Load(x + j + half);
-                var c = Vector256.Load(cos + j);
-                var s = Vector256.Load(sin + j);
-                (a * c - b * s).Store(x + j);
-                (b * c + a * s).Store(x + j + half);
-            }
+            case 256: RopeHead<Width256, Vector256<float>>(x, cos, sin, half); break;
+            case 512: RopeHead<Width512, Vector512<float>>(x, cos, sin, half); break;
+            case 128: RopeHead<Width128, Vector128<float>>(x, cos, sin, half); break;
+            default: RopeHead<Width1, float>(x, cos, sin, half); break;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void RopeHead<TWidth, TVector>(float* x, float* cos, float* sin, int half)
+        where TWidth : struct, IVectorWidth<TVector>
+        where TVector : struct
+    {
+        int width = TWidth.Count, j = 0;
+        for (; j + width <= half; j += width)
+        {
+            var a = TWidth.Load(x + j);
+            var b = TWidth.Load(x + j + half);
+            var c = TWidth.Load(cos + j);
+            var s = TWidth.Load(sin + j);
+            TWidth.Store(TWidth.Subtract(TWidth.Multiply(a, c), TWidth.Multiply(b, s)), x + j);
+            TWidth.Store(TWidth.Add(TWidth.Multiply(b, c), TWidth.Multiply(a, s)), x + j + half);
         }
         for (; j < half; j++)
         {
@@ -632,21 +909,32 @@ internal static unsafe class CpuKernels
     private const float GeluK = 0.7978845608028654f; // sqrt(2/pi)
 
     /// <summary>y = gelu_tanh(g) * u, using 0.5(1 + tanh(z)) = 1 / (1 + exp(-2z)).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GeGlu(float* gate, float* up, float* y, long n)
     {
-        long i = 0;
-        if (UseVectors)
+        switch (s_vectorBits)
         {
-            var k = Vector256.Create(-2f * GeluK);
-            var cubic = Vector256.Create(0.044715f);
-            var one = Vector256<float>.One;
-            for (; i + 8 <= n; i += 8)
-            {
-                var g = Vector256.Load(gate + i);
-                var z = (g + cubic * g * g * g) * k;
-                (g * Vector256.Load(up + i) / (one + Vector256.Exp(z))).Store(y + i);
-            }
+            case 256: GeGlu<Width256, Vector256<float>>(gate, up, y, n); break;
+            case 512: GeGlu<Width512, Vector512<float>>(gate, up, y, n); break;
+            case 128: GeGlu<Width128, Vector128<float>>(gate, up, y, n); break;
+            default: GeGlu<Width1, float>(gate, up, y, n); break;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void GeGlu<TWidth, TVector>(float* gate, float* up, float* y, long n)
+        where TWidth : struct, IVectorWidth<TVector>
+        where TVector : struct
+    {
+        int width = TWidth.Count;
+        long i = 0;
+        var k = TWidth.Create(-2f * GeluK);
+        var cubic = TWidth.Create(0.044715f);
+        var one = TWidth.Create(1f);
+        for (; i + width <= n; i += width)
+        {
+            var g = TWidth.Load(gate + i);
+            var z = TWidth.Multiply(TWidth.Add(g, TWidth.Multiply(TWidth.Multiply(TWidth.Multiply(cubic, g), g), g)), k);
+            TWidth.Store(TWidth.Divide(TWidth.Multiply(g, TWidth.Load(up + i)), TWidth.Add(one, TWidth.Exp(z))), y + i);
         }
         for (; i < n; i++)
         {
@@ -656,86 +944,135 @@ internal static unsafe class CpuKernels
     }
 
     /// <summary>x = cap * tanh(x / cap), using tanh(z) = 1 - 2 / (exp(2z) + 1).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Softcap(float* x, long n, float cap)
     {
-        long i = 0;
-        if (UseVectors)
+        switch (s_vectorBits)
         {
-            var twoOverCap = Vector256.Create(2f / cap);
-            var capVector = Vector256.Create(cap);
-            var one = Vector256<float>.One;
-            var two = Vector256.Create(2f);
-            for (; i + 8 <= n; i += 8)
-            {
-                var e = Vector256.Exp(Vector256.Load(x + i) * twoOverCap);
-                (capVector * (one - two / (e + one))).Store(x + i);
-            }
+            case 256: Softcap<Width256, Vector256<float>>(x, n, cap); break;
+            case 512: Softcap<Width512, Vector512<float>>(x, n, cap); break;
+            case 128: Softcap<Width128, Vector128<float>>(x, n, cap); break;
+            default: Softcap<Width1, float>(x, n, cap); break;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Softcap<TWidth, TVector>(float* x, long n, float cap)
+        where TWidth : struct, IVectorWidth<TVector>
+        where TVector : struct
+    {
+        int width = TWidth.Count;
+        long i = 0;
+        var twoOverCap = TWidth.Create(2f / cap);
+        var capVector = TWidth.Create(cap);
+        var one = TWidth.Create(1f);
+        var two = TWidth.Create(2f);
+        for (; i + width <= n; i += width)
+        {
+            var e = TWidth.Exp(TWidth.Multiply(TWidth.Load(x + i), twoOverCap));
+            TWidth.Store(TWidth.Multiply(capVector, TWidth.Subtract(one, TWidth.Divide(two, TWidth.Add(e, one)))), x + i);
         }
         for (; i < n; i++)
             x[i] = cap * MathF.Tanh(x[i] / cap);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Add(float* a, float* b, float* y, long n)
     {
-        long i = 0;
-        if (UseVectors)
+        switch (s_vectorBits)
         {
-            for (; i + 8 <= n; i += 8)
-                (Vector256.Load(a + i) + Vector256.Load(b + i)).Store(y + i);
+            case 256: Add<Width256, Vector256<float>>(a, b, y, n); break;
+            case 512: Add<Width512, Vector512<float>>(a, b, y, n); break;
+            case 128: Add<Width128, Vector128<float>>(a, b, y, n); break;
+            default: Add<Width1, float>(a, b, y, n); break;
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Add<TWidth, TVector>(float* a, float* b, float* y, long n)
+        where TWidth : struct, IVectorWidth<TVector>
+        where TVector : struct
+    {
+        int width = TWidth.Count;
+        long i = 0;
+        for (; i + width <= n; i += width)
+            TWidth.Store(TWidth.Add(TWidth.Load(a + i), TWidth.Load(b + i)), y + i);
         for (; i < n; i++)
             y[i] = a[i] + b[i];
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Scale(float* x, long n, float factor)
     {
-        long i = 0;
-        if (UseVectors)
+        switch (s_vectorBits)
         {
-            var f = Vector256.Create(factor);
-            for (; i + 8 <= n; i += 8)
-                (Vector256.Load(x + i) * f).Store(x + i);
+            case 256: Scale<Width256, Vector256<float>>(x, n, factor); break;
+            case 512: Scale<Width512, Vector512<float>>(x, n, factor); break;
+            case 128: Scale<Width128, Vector128<float>>(x, n, factor); break;
+            default: Scale<Width1, float>(x, n, factor); break;
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Scale<TWidth, TVector>(float* x, long n, float factor)
+        where TWidth : struct, IVectorWidth<TVector>
+        where TVector : struct
+    {
+        int width = TWidth.Count;
+        long i = 0;
+        var f = TWidth.Create(factor);
+        for (; i + width <= n; i += width)
+            TWidth.Store(TWidth.Multiply(TWidth.Load(x + i), f), x + i);
         for (; i < n; i++)
             x[i] *= factor;
     }
 
     /// <summary>y += a * x over n values.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AddScaled(float* y, float* x, float a, int n)
     {
-        int i = 0;
-        if (UseVectors)
+        switch (s_vectorBits)
         {
-            var av = Vector256.Create(a);
-            for (; i + 8 <= n; i += 8)
-                Vector256.MultiplyAddEstimate(Vector256.Load(x + i), av, Vector256.Load(y + i)).Store(y + i);
+            case 256: AddScaled<Width256, Vector256<float>>(y, x, a, n); break;
+            case 512: AddScaled<Width512, Vector512<float>>(y, x, a, n); break;
+            case 128: AddScaled<Width128, Vector128<float>>(y, x, a, n); break;
+            default: AddScaled<Width1, float>(y, x, a, n); break;
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void AddScaled<TWidth, TVector>(float* y, float* x, float a, int n)
+        where TWidth : struct, IVectorWidth<TVector>
+        where TVector : struct
+    {
+        int width = TWidth.Count, i = 0;
+        var av = TWidth.Create(a);
+        for (; i + width <= n; i += width)
+            TWidth.Store(TWidth.MultiplyAdd(TWidth.Load(x + i), av, TWidth.Load(y + i)), y + i);
         for (; i < n; i++)
             y[i] += a * x[i];
     }
 
     /// <summary>x[i] = exp(x[i] - max) over n values; returns their sum.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float ExpShifted(float* x, int n, float max)
+    public static float ExpShifted(float* x, int n, float max) => s_vectorBits switch
     {
-        int i = 0;
-        float sum = 0;
-        if (UseVectors)
+        256 => ExpShifted<Width256, Vector256<float>>(x, n, max),
+        512 => ExpShifted<Width512, Vector512<float>>(x, n, max),
+        128 => ExpShifted<Width128, Vector128<float>>(x, n, max),
+        _ => ExpShifted<Width1, float>(x, n, max),
+    };
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float ExpShifted<TWidth, TVector>(float* x, int n, float max)
+        where TWidth : struct, IVectorWidth<TVector>
+        where TVector : struct
+    {
+        int width = TWidth.Count, i = 0;
+        var m = TWidth.Create(max);
+        var acc = TWidth.Zero;
+        for (; i + width <= n; i += width)
         {
-            var m = Vector256.Create(max);
-            var acc = Vector256<float>.Zero;
-            for (; i + 8 <= n; i += 8)
-            {
-                var e = Vector256.Exp(Vector256.Load(x + i) - m);
-                e.Store(x + i);
-                acc += e;
-            }
-            sum = Vector256.Sum(acc);
+            var e = TWidth.Exp(TWidth.Subtract(TWidth.Load(x + i), m));
+            TWidth.Store(e, x + i);
+            acc = TWidth.Add(acc, e);
         }
+        float sum = TWidth.Sum(acc);
         for (; i < n; i++)
         {
             x[i] = MathF.Exp(x[i] - max);

@@ -29,7 +29,7 @@ internal static unsafe class Int8Kernels
 
     /// <summary>Whether the int8 kernels apply to this weight on this machine (and AVX2 is not switched off).</summary>
     public static bool Supports(QuantizedWeight w) =>
-        CpuKernels.UseAvx2 && CpuKernels.UseVectors && w.GroupSize == GroupSize && w.ScaleType == ScalarType.BF16 &&
+        CpuKernels.UseAvx2 && w.GroupSize == GroupSize && w.ScaleType == ScalarType.BF16 &&
         (w.Bits is 3 or 4 || (w.Bits == 2 && w.GroupsPerRow % 2 == 0));
 
     /// <summary>Bytes one token's prepared x takes (3-bit codes meet int16 copies of xq, see <see cref="MatVec3Bit"/>).</summary>
