@@ -38,12 +38,13 @@ internal static unsafe class CpuKernels
     /// </summary>
     public const string IsaVariable = "PIPELINE_CPU_ISA";
 
+    // A bad variable leaves the default here (a type initializer must not throw); CpuBackend's constructor reports it.
     private static CpuIsa s_isa = TryParseIsa(Environment.GetEnvironmentVariable(IsaVariable), out var isa, out _) ? isa : DefaultIsa;
     private static int s_vectorBits = VectorBitsOf(s_isa);
 
     /// <summary>
-    /// The path the kernels take, process-wide. Setting it is for tests: any value runs on any x64
-    /// machine (Vector512 in software where not accelerated, and AVX2 needs <see cref="Avx2.IsSupported"/>).
+    /// The path the kernels take, process-wide. Setting it is for tests: every portable width runs
+    /// anywhere (in software where not accelerated, e.g. Vector512 here); AVX2 needs <see cref="Avx2.IsSupported"/>.
     /// </summary>
     public static CpuIsa Isa
     {
