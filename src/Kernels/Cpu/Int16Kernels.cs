@@ -22,7 +22,8 @@ namespace Pipeline.Kernels.Cpu;
 /// </para>
 /// <para>
 /// 3 bits: codes cut out as 16-bit words (a vpshufb puts the two bytes around each code in a word,
-/// one vpsrlvd shifts each pair of words by their code's offset) against two int16 terms,
+/// one vpsrlvd shifts each pair of words by their code's offset; two 16-byte loads per group) against
+/// two int16 terms,
 /// hi = round(t) with t = x * 32767 / max|x| and lo = round((t - hi) * 1024), combined in int32 as
 /// (q . hi) * 1024 + q . lo (at most 8 * 7 * (32767 * 1024 + 512) = 1.88e9 per lane): up to 1.5e-8 of max|x|.
 /// </para>
@@ -135,7 +136,7 @@ internal static unsafe class Int16Kernels
 
     /// <summary>
     /// 3-bit group: word w of code vector c (see <see cref="ThreeBitShuffles"/>) is element
-    /// 8 * (c + 4 * (w % 2)) + (w % 8) / 2 + 4 * (w / 8); 64 hi terms, then 64 lo terms.
+    /// 8 * (2c + w % 2) + (w % 8) / 2 + 4 * (w / 8); 64 hi terms, then 64 lo terms.
     /// </summary>
     private static void SplitThreeBitGroup(float* xg, float inverse, short* q)
     {
@@ -143,7 +144,7 @@ internal static unsafe class Int16Kernels
         {
             for (int w = 0; w < 16; w++)
             {
-                int element = 8 * (c + 4 * (w % 2)) + (w % 8) / 2 + 4 * (w / 8);
+                int element = 8 * (2 * c + w % 2) + (w % 8) / 2 + 4 * (w / 8);
                 float t = xg[element] * inverse, hi = MathF.Round(t);
                 q[c * 16 + w] = (short)hi;
                 q[GroupSize + c * 16 + w] = (short)MathF.Round((t - hi) * (1 << ThreeBitLowShift));
@@ -296,12 +297,12 @@ internal static unsafe class Int16Kernels
 
     // ---------------- 3 bits: two int16 terms ----------------
 
-    /// <summary>Where code vector c of a group reads its 16 bytes (both lanes): chunks c and c+4 (3 bytes each) lie inside.</summary>
-    private static readonly int[] ThreeBitSources = [0, 3, 6, 8];
+    /// <summary>Where code vector c of a group reads its 16 bytes (both lanes): chunks 2c and 2c+1 (3 bytes each) lie inside.</summary>
+    private static readonly int[] ThreeBitSources = [0, 0, 8, 8];
 
     /// <summary>
-    /// vpshufb controls per code vector c: dword d of lane L holds code j = d + 4L of chunk c (low word)
-    /// and of chunk c+4 (high word), each word the two chunk bytes from byte min(3j / 8, 1) on.
+    /// vpshufb controls per code vector c: dword d of lane L holds code j = d + 4L of chunk 2c (low word)
+    /// and of chunk 2c+1 (high word), each word the two chunk bytes from byte min(3j / 8, 1) on.
     /// </summary>
     private static readonly Vector256<byte>[] ThreeBitShuffles = [ThreeBitShuffle(0), ThreeBitShuffle(1), ThreeBitShuffle(2), ThreeBitShuffle(3)];
 
@@ -318,7 +319,7 @@ internal static unsafe class Int16Kernels
                 int j = d + 4 * lane;
                 for (int high = 0; high < 2; high++)
                 {
-                    int source = 3 * (c + 4 * high) + Math.Min(3 * j / 8, 1) - ThreeBitSources[c];
+                    int source = 3 * (2 * c + high) + Math.Min(3 * j / 8, 1) - ThreeBitSources[c];
                     control[lane * 16 + d * 4 + high * 2] = (byte)source;
                     control[lane * 16 + d * 4 + high * 2 + 1] = (byte)(source + 1);
                 }
@@ -361,10 +362,12 @@ internal static unsafe class Int16Kernels
         Vector256<float> Group(byte* p, short* x)
         {
             var mask = Vector256.Create(0x00070007u);
-            var c0 = (Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(Avx2.BroadcastVector128ToVector256(p), shuffle0).AsUInt32(), shifts) & mask).AsInt16();
-            var c1 = (Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(Avx2.BroadcastVector128ToVector256(p + 3), shuffle1).AsUInt32(), shifts) & mask).AsInt16();
-            var c2 = (Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(Avx2.BroadcastVector128ToVector256(p + 6), shuffle2).AsUInt32(), shifts) & mask).AsInt16();
-            var c3 = (Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(Avx2.BroadcastVector128ToVector256(p + 8), shuffle3).AsUInt32(), shifts) & mask).AsInt16();
+            var front = Avx2.BroadcastVector128ToVector256(p);       // chunks 0-3 (bytes 0-11)
+            var back = Avx2.BroadcastVector128ToVector256(p + 8);    // chunks 4-7 (bytes 12-23)
+            var c0 = (Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(front, shuffle0).AsUInt32(), shifts) & mask).AsInt16();
+            var c1 = (Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(front, shuffle1).AsUInt32(), shifts) & mask).AsInt16();
+            var c2 = (Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(back, shuffle2).AsUInt32(), shifts) & mask).AsInt16();
+            var c3 = (Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(back, shuffle3).AsUInt32(), shifts) & mask).AsInt16();
             var hi = (Avx2.MultiplyAddAdjacent(c0, Vector256.Load(x)) + Avx2.MultiplyAddAdjacent(c1, Vector256.Load(x + 16)))
                    + (Avx2.MultiplyAddAdjacent(c2, Vector256.Load(x + 32)) + Avx2.MultiplyAddAdjacent(c3, Vector256.Load(x + 48)));
             var lo = (Avx2.MultiplyAddAdjacent(c0, Vector256.Load(x + 64)) + Avx2.MultiplyAddAdjacent(c1, Vector256.Load(x + 80)))
