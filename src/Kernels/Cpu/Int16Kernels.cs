@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -68,88 +69,117 @@ internal static unsafe class Int16Kernels
     /// <summary>
     /// Splits one token's x[cols] for a <paramref name="bits"/>-bit weight into its integer terms
     /// (<see cref="InputShorts"/>, in the weight's code order) and per group of 64 the step and sum(x).
+    /// Vectorized (it runs on one thread before the matvec is split): terms of 8 elements at a time,
+    /// then stored to their slots through a table.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeInput(float* x, int cols, int bits, short* xq, float* xSteps, float* xSums)
     {
         int groups = cols / GroupSize;
+        int* terms = stackalloc int[3 * GroupSize];   // [hi | mid | lo] or [hi | lo] of one group, element order
         for (int g = 0; g < groups; g++)
         {
             float* xg = x + g * GroupSize;
-            float max = 0, sum = 0;
-            for (int i = 0; i < GroupSize; i++)
+            var maxes = Vector256<float>.Zero;
+            var sums = Vector256<float>.Zero;
+            for (int i = 0; i < GroupSize; i += 8)
             {
-                max = MathF.Max(max, MathF.Abs(xg[i]));
-                sum += xg[i];
+                var v = Vector256.Load(xg + i);
+                maxes = Vector256.Max(maxes, Vector256.Abs(v));
+                sums += v;
             }
-            xSums[g] = sum;
+            float max = MaxAcross(maxes);
+            xSums[g] = Vector256.Sum(sums);
             if (bits == 3)
             {
                 xSteps[g] = max / ShortLevels / (1 << ThreeBitLowShift);
-                SplitThreeBitGroup(xg, max > 0 ? ShortLevels / max : 0f, xq + g * 2 * GroupSize);
+                var inverse = Vector256.Create(max > 0 ? ShortLevels / max : 0f);
+                for (int i = 0; i < GroupSize; i += 8)
+                {
+                    var t = Vector256.Load(xg + i) * inverse;
+                    var hi = Vector256.Round(t);
+                    Vector256.ConvertToInt32(hi).Store(terms + i);
+                    Vector256.ConvertToInt32(Vector256.Round((t - hi) * Vector256.Create((float)(1 << ThreeBitLowShift)))).Store(terms + GroupSize + i);
+                }
+                short* q = xq + g * 2 * GroupSize;
+                byte* slots = ThreeBitSlots;
+                for (int i = 0; i < GroupSize; i++)
+                {
+                    q[slots[i]] = (short)terms[i];
+                    q[GroupSize + slots[i]] = (short)terms[GroupSize + i];
+                }
             }
             else
             {
                 xSteps[g] = max / ByteLevels / HiWeight;
+                var inverse = Vector256.Create(max > 0 ? ByteLevels / max : 0f);
+                var midSteps = Vector256.Create((float)MidSteps);
+                for (int i = 0; i < GroupSize; i += 8)
+                {
+                    var t = Vector256.Load(xg + i) * inverse;
+                    var hi = Vector256.Round(t);
+                    var midScaled = (t - hi) * midSteps;
+                    var mid = Vector256.Round(midScaled);
+                    Vector256.ConvertToInt32(hi).Store(terms + i);
+                    Vector256.ConvertToInt32(mid).Store(terms + GroupSize + i);
+                    Vector256.ConvertToInt32(Vector256.Round((midScaled - mid) * midSteps)).Store(terms + 2 * GroupSize + i);
+                }
                 // [hi | mid | lo] of 128 bytes per pair of groups; the second group of a pair fills the
                 // upper 128-bit lane (4-bit) or bytes 16-31 (2-bit) of each term vector.
-                sbyte* block = (sbyte*)xq + g / 2 * 6 * GroupSize;
-                SplitByteGroup(xg, max > 0 ? ByteLevels / max : 0f, bits, g & 1, block);
+                sbyte* block = (sbyte*)xq + g / 2 * 6 * GroupSize + (g & 1) * 16;
+                byte* slots = bits == 2 ? TwoBitSlots : FourBitSlots;
+                for (int i = 0; i < GroupSize; i++)
+                {
+                    int slot = slots[i];
+                    block[slot] = (sbyte)terms[i];
+                    block[2 * GroupSize + slot] = (sbyte)terms[GroupSize + i];
+                    block[4 * GroupSize + slot] = (sbyte)terms[2 * GroupSize + i];
+                }
             }
         }
         if (bits != 3 && groups % 2 == 1)
         {
             // A lone last group (4-bit only): its missing partner's terms are zero.
-            sbyte* block = (sbyte*)xq + groups / 2 * 6 * GroupSize;
+            sbyte* block = (sbyte*)xq + groups / 2 * 6 * GroupSize + 16;
             for (int i = 0; i < GroupSize; i++)
             {
-                int slot = ByteSlot(i, bits, 1);
+                int slot = FourBitSlots[i];
                 block[slot] = block[2 * GroupSize + slot] = block[4 * GroupSize + slot] = 0;
             }
         }
     }
 
-    /// <summary>Byte of a term vector block that element <paramref name="i"/> of the first or second group of a pair goes to.</summary>
-    private static int ByteSlot(int i, int bits, int second)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float MaxAcross(Vector256<float> v)
     {
-        if (bits == 2)
-            return i % 4 * 32 + i / 4 + 16 * second;   // vector k = i % 4, byte j = i / 4 (+16: second group)
-        int packedByte = i / 2, nibble = i % 2;   // 4-bit: element 2b is the low nibble of byte b
-        int vector = (packedByte < 16 ? 0 : 2) + nibble;
-        return vector * 32 + 16 * second + packedByte % 16;
-    }
-
-    private static void SplitByteGroup(float* xg, float inverse, int bits, int second, sbyte* block)
-    {
-        for (int i = 0; i < GroupSize; i++)
-        {
-            float t = xg[i] * inverse;
-            float hi = MathF.Round(t);
-            float midScaled = (t - hi) * MidSteps;
-            float mid = MathF.Round(midScaled);
-            int slot = ByteSlot(i, bits, second);
-            block[slot] = (sbyte)hi;
-            block[2 * GroupSize + slot] = (sbyte)mid;
-            block[4 * GroupSize + slot] = (sbyte)MathF.Round((midScaled - mid) * MidSteps);
-        }
+        var half = Vector128.Max(v.GetLower(), v.GetUpper());
+        half = Vector128.Max(half, Vector128.Shuffle(half, Vector128.Create(2, 3, 0, 1)));
+        return MathF.Max(half.ToScalar(), half.GetElement(1));
     }
 
     /// <summary>
-    /// 3-bit group: word w of code vector c (see <see cref="ThreeBitShuffles"/>) is element
-    /// 8 * (2c + w % 2) + (w % 8) / 2 + 4 * (w / 8); 64 hi terms, then 64 lo terms.
+    /// Byte of a pair's term vectors (128 bytes) that element i of its first group goes to (+16 for
+    /// the second group). 2-bit: vector i % 4, byte i / 4. 4-bit: element 2b is the low nibble of packed
+    /// byte b, 2b+1 the high one; vectors are (bytes 0-15 low, high nibbles; bytes 16-31 low, high).
     /// </summary>
-    private static void SplitThreeBitGroup(float* xg, float inverse, short* q)
+    private static readonly byte* TwoBitSlots = Table(i => i % 4 * 32 + i / 4);
+
+    private static readonly byte* FourBitSlots = Table(i => ((i / 2 < 16 ? 0 : 2) + i % 2) * 32 + i / 2 % 16);
+
+    /// <summary>Short of a 3-bit group's terms that element i goes to: word w of code vector c holds element 8 * (2c + w % 2) + (w % 8) / 2 + 4 * (w / 8).</summary>
+    private static readonly byte* ThreeBitSlots = Table(i =>
     {
-        for (int c = 0; c < 4; c++)
-        {
-            for (int w = 0; w < 16; w++)
-            {
-                int element = 8 * (2 * c + w % 2) + (w % 8) / 2 + 4 * (w / 8);
-                float t = xg[element] * inverse, hi = MathF.Round(t);
-                q[c * 16 + w] = (short)hi;
-                q[GroupSize + c * 16 + w] = (short)MathF.Round((t - hi) * (1 << ThreeBitLowShift));
-            }
-        }
+        int chunk = i / 8, code = i % 8;
+        return chunk / 2 * 16 + code / 4 * 8 + code % 4 * 2 + chunk % 2;
+    });
+
+    /// <summary>A process-lifetime native table of 64 slots (read in the hot loop without bounds checks).</summary>
+    private static byte* Table(Func<int, int> slot)
+    {
+        byte* table = (byte*)NativeMemory.Alloc(GroupSize);
+        for (int i = 0; i < GroupSize; i++)
+            table[i] = (byte)slot(i);
+        return table;
     }
 
     /// <summary>
