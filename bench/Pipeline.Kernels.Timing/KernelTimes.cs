@@ -19,6 +19,7 @@ internal static unsafe class KernelTimes
             ("q2 gate/up 21504x5376", () => Quantized(21504, 5376, 2)),
             ("q3 down 5376x21504", () => Quantized(5376, 21504, 3)),
             ("q4 q_proj 8192x5376", () => Quantized(8192, 5376, 4)),
+            ("q4 head 262144x5376", () => Quantized(262144, 5376, 4)),
             ("bf16 o_proj 5376x8192", () => Dense(5376, 8192)),
             ("q8 8192x5376", () => Quantized(8192, 5376, 8)),
         };

@@ -7,11 +7,17 @@ using Pipeline.Model;
 // the fastest decode step. Not a benchmark of record (that is `pipeline bench`): min of N, noisy machine.
 // usage: Pipeline.Kernels.Timing <model dir> [threads=2] [prompt tokens=128] [decode steps=8]
 //    or: Pipeline.Kernels.Timing kernels [threads=1] [runs=10] [tokens=1]
+//    or: Pipeline.Kernels.Timing decode16 [runs=10]   (int16 decode kernels, one thread, L2-resident vs streamed)
 // PIPELINE_CPU_INT8=1: CpuBackend with int8 activations.
 if (args.Length < 1)
 {
     Console.Error.WriteLine("usage: Pipeline.Kernels.Timing <model dir> [threads] [prompt tokens] [decode steps]");
     return 2;
+}
+if (args[0] == "decode16")
+{
+    DecodeKernelTimes.Run(args.Length > 1 ? int.Parse(args[1]) : 10);
+    return 0;
 }
 if (args[0] == "kernels")
 {

@@ -53,6 +53,7 @@ public abstract class BackendConformanceTests : IDisposable
     [InlineData(ScalarType.BF16, 5, 37, 1)]
     [InlineData(ScalarType.BF16, 64, 100, 3)]
     [InlineData(ScalarType.BF16, 300, 129, 1)]
+    [InlineData(ScalarType.BF16, 7, 83, 1)]      // decode bf16 dot: 32-wide steps, two 8-wide steps, scalar tail
     [InlineData(ScalarType.BF16, 40, 64, 35)]
     [InlineData(ScalarType.F16, 9, 23, 1)]
     [InlineData(ScalarType.F16, 260, 130, 4)]

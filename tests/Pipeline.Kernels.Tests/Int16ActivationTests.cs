@@ -6,10 +6,11 @@ using Pipeline.Kernels.Testing;
 namespace Pipeline.Kernels.Tests;
 
 /// <summary>
-/// The default decode matvec on two int16 activation terms (<see cref="Int16Kernels"/>) against its
-/// scalar twin (the same integer math element by element from the MLX layout) and against the exact
-/// f32 reference at f32 accuracy. In the collection of the tests that switch kernel paths
-/// process-wide, since the path exists only with AVX2 on.
+/// The default decode matvec on activations split into integer terms (<see cref="Int16Kernels"/>:
+/// three int8 terms for 2/4 bits, two int16 terms for 3 bits) against its scalar twin (the same
+/// integer math element by element from the MLX layout) and against the exact f32 reference at f32
+/// accuracy. In the collection of the tests that switch kernel paths process-wide, since the path
+/// exists only with AVX2 on.
 /// </summary>
 [Collection(nameof(ScalarKernelCollection))]
 public sealed unsafe class Int16ActivationTests : IDisposable
@@ -38,8 +39,13 @@ public sealed unsafe class Int16ActivationTests : IDisposable
         {
             data.Add(bits, 5, 64, 1);        // single-group rows
             data.Add(bits, 9, 192, 2);       // odd group count
+            data.Add(bits, 17, 448, 1);      // 7 groups: 4-bit four-group step, a pair, a lone group
         }
         data.Add(3, 40, 320, 1);             // 3-bit chunks cross words and 128-bit halves
+        data.Add(2, 6, 384, 2);              // 2-bit: one four-group step and a tail pair
+        data.Add(2, 3, 5376, 1);             // 31B widths: gate/up and q/k/v (84 groups), down (336)
+        data.Add(4, 3, 5376, 1);
+        data.Add(3, 2, 21504, 1);
         return data;
     }
 
@@ -49,9 +55,12 @@ public sealed unsafe class Int16ActivationTests : IDisposable
     {
         var weight = _weights.Quantized(rows, cols, bits, 64);
         var x = _weights.Floats(tokens * cols);
-        // Outliers make one int16 term alone visibly inexact (a step of 9/32767 in their group).
+        // Outliers make one integer term alone visibly inexact (a step of 9/32767 in their group); an
+        // all-zero group has no step at all.
         x[0] = 9f;
         x[^1] = -7.5f;
+        if (cols >= 192)
+            Array.Clear(x, 64, 64);
         var actual = BackendRuns.Linear(_cpu, weight, x, tokens);
         var exact = BackendRuns.Linear(_reference, weight, x, tokens);
         var direct = RunKernel(weight, x, tokens);
@@ -86,7 +95,7 @@ public sealed unsafe class Int16ActivationTests : IDisposable
     {
         if (!Int16Kernels.Supports(weight))
             return null;
-        int cols = weight.Cols, groups = weight.GroupsPerRow, shorts = Int16Kernels.InputShorts(cols);
+        int cols = weight.Cols, groups = weight.GroupsPerRow, shorts = Int16Kernels.InputShorts(cols, weight.Bits);
         var xq = new short[tokens * shorts];
         var steps = new float[tokens * groups];
         var sums = new float[tokens * groups];
@@ -102,12 +111,16 @@ public sealed unsafe class Int16ActivationTests : IDisposable
     }
 
     /// <summary>
-    /// The two-term math element by element: per group s = max|x| / 32767, t = x / s,
-    /// hi = round(t), lo = round((t - hi) * 65534), y = sum_g scale*s*(q.hi + q.lo/65534) + bias*sum(x);
-    /// also sum|w x| for the tolerance.
+    /// The split math element by element, per group with t = x * levels / max|x| and hi = round(t):
+    /// 2/4 bits (levels 127) mid = round((t - hi) * 181), lo = round(((t - hi) * 181 - mid) * 181),
+    /// S = q.(32761 hi + 181 mid + lo), step = max|x| / 127 / 32761; 3 bits (levels 32767)
+    /// lo = round((t - hi) * 1024), S = q.(1024 hi + lo), step = max|x| / 32767 / 1024;
+    /// y = sum_g scale * step * S + bias * sum(x); also sum|w x| for the tolerance.
     /// </summary>
     private static (float Value, double Magnitude) Twin(QuantizedWeight w, ReadOnlySpan<float> x, int row)
     {
+        bool threeBit = w.Bits == 3;
+        float levels = threeBit ? 32767f : 127f;
         double value = 0, magnitude = 0;
         for (int g = 0; g < w.GroupsPerRow; g++)
         {
@@ -119,17 +132,27 @@ public sealed unsafe class Int16ActivationTests : IDisposable
                 max = MathF.Max(max, MathF.Abs(x[i]));
                 sum += x[i];
             }
-            float step = max / 32767f, inverse = max > 0 ? 32767f / max : 0f;
-            long hiDot = 0, loDot = 0;
+            float step = threeBit ? max / 32767f / 1024 : max / 127f / (181 * 181);
+            float inverse = max > 0 ? levels / max : 0f;
+            long dot = 0;
             for (int i = g * 64; i < (g + 1) * 64; i++)
             {
                 uint q = ReferenceWeights.Code(w, row, i);
                 float t = x[i] * inverse, hi = MathF.Round(t);
-                hiDot += q * (long)hi;
-                loDot += q * (long)MathF.Round((t - hi) * 65534f);
+                long term;
+                if (threeBit)
+                {
+                    term = 1024 * (long)hi + (long)MathF.Round((t - hi) * 1024f);
+                }
+                else
+                {
+                    float midScaled = (t - hi) * 181, mid = MathF.Round(midScaled);
+                    term = 181 * 181 * (long)hi + 181 * (long)mid + (long)MathF.Round((midScaled - mid) * 181);
+                }
+                dot += q * term;
                 magnitude += Math.Abs(ReferenceWeights.At(w, row, i) * x[i]);
             }
-            value += scale * step * (hiDot + loDot / 65534.0) + bias * sum;
+            value += scale * step * (double)dot + bias * sum;
         }
         return ((float)value, magnitude);
     }

@@ -35,7 +35,7 @@ public sealed unsafe class CpuBackend : IBackend
     /// to int8 per group and use integer dot products (<see cref="Int8Kernels"/>): about 2x less
     /// compute per weight byte, at the price of rounding each x by up to 1/254 of its group's largest
     /// |x| (llama.cpp's K-quant accuracy). Off: matvecs of fewer than 4 tokens on those weights use
-    /// int16 activations (<see cref="Int16Kernels"/>, x split into two int16 terms: rounding at f32 level,
+    /// split activations (<see cref="Int16Kernels"/>, x split into exact integer terms: rounding at f32 level,
     /// within the model tests' tolerance of the f32 reference) and everything else
     /// matches the f32 reference up to summation order. Null: on when the environment variable <see cref="Int8ActivationsVariable"/> is "1".
     /// </param>
@@ -123,9 +123,9 @@ public sealed unsafe class CpuBackend : IBackend
         else if (weight is QuantizedWeight q16 && rows < 4 && Int16Kernels.Supports(q16))
         {
             CheckGeometry(q16, nameof(weight));
-            // [rows, 2 * cols] int16 x terms, then [rows, groups] steps and [rows, groups] sums. From 4
+            // [rows, InputShorts] integer x terms, then [rows, groups] steps and [rows, groups] sums. From 4
             // tokens on, the f32 kernels decode each chunk of codes once for 4 tokens and are faster.
-            int groups = q16.GroupsPerRow, shorts = Int16Kernels.InputShorts(q16.Cols);
+            int groups = q16.GroupsPerRow, shorts = Int16Kernels.InputShorts(q16.Cols, q16.Bits);
             float* scratch = _inputScratch.Get((long)rows * (shorts / 2 + 2 * groups));
             job.Int16 = true;
             job.XQuantized = (sbyte*)scratch;
