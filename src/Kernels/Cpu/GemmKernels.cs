@@ -38,6 +38,9 @@ internal static unsafe class GemmKernels
     /// <summary>Tokens whose x block (TokenBlock x DepthBlock floats, 256 KiB) stays in L2 while panels pass.</summary>
     public const int TokenBlock = 256;
 
+    /// <summary>Up to this much x (all tokens of a block, all columns) panels run start to end; above it, column blocks run outermost.</summary>
+    private const int XInL2Bytes = 256 << 10;
+
     /// <summary>Scratch floats one worker needs: the packed panel and a staging block for dense rows.</summary>
     public const long ScratchFloats = 2L * DepthBlock * PanelRows;
 
@@ -55,12 +58,31 @@ internal static unsafe class GemmKernels
         for (int t0 = 0; t0 < tokens; t0 += TokenBlock)
         {
             int tileTokens = Math.Min(TokenBlock, tokens - t0);
-            for (int r0 = first; r0 < end; r0 += PanelRows)
+            if ((long)tileTokens * cols * sizeof(float) <= XInL2Bytes)
             {
-                int rows = Math.Min(PanelRows, end - r0);
-                for (int k0 = 0; k0 < cols; k0 += DepthBlock)
+                // Few tokens: all of x stays in L2, so each panel's rows stream start to end
+                // (sequential reads the prefetchers follow).
+                for (int r0 = first; r0 < end; r0 += PanelRows)
                 {
-                    int depth = Math.Min(DepthBlock, cols - k0);
+                    int rows = Math.Min(PanelRows, end - r0);
+                    for (int k0 = 0; k0 < cols; k0 += DepthBlock)
+                    {
+                        int depth = Math.Min(DepthBlock, cols - k0);
+                        Pack(weight, r0, rows, k0, depth, panel, staging);
+                        RunPanel(panel, depth, x + (long)t0 * cols + k0, cols, tileTokens, y + (long)t0 * outRows + r0, outRows, rows, accumulate: k0 > 0);
+                    }
+                }
+                continue;
+            }
+            // Many tokens: column blocks outside panels, so the x block [tileTokens, DepthBlock] stays in
+            // L2 while every panel of the chunk passes; the strided weight reads are then hidden
+            // behind tileTokens x 16 x DepthBlock FMAs per panel.
+            for (int k0 = 0; k0 < cols; k0 += DepthBlock)
+            {
+                int depth = Math.Min(DepthBlock, cols - k0);
+                for (int r0 = first; r0 < end; r0 += PanelRows)
+                {
+                    int rows = Math.Min(PanelRows, end - r0);
                     Pack(weight, r0, rows, k0, depth, panel, staging);
                     RunPanel(panel, depth, x + (long)t0 * cols + k0, cols, tileTokens, y + (long)t0 * outRows + r0, outRows, rows, accumulate: k0 > 0);
                 }
@@ -108,14 +130,31 @@ internal static unsafe class GemmKernels
         // [bits] words of rows 0-7, then [bits] words of rows 8-15, for one 32-code step.
         var words = stackalloc Vector256<uint>[16];
         var mask = Vector256.Create((1u << bits) - 1);
+        // All-ones in the lanes of valid rows: the others get scale and bias 0, so weight 0.
+        var lanes = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7);
+        var validLo = Vector256.LessThan(lanes, Vector256.Create(rows)).AsSingle();
+        var validHi = Vector256.LessThan(lanes, Vector256.Create(rows - 8)).AsSingle();
 
+        if (Sse.IsSupported)
+        {
+            // The next block of each row, which the prefetchers miss when 16 rows are read 64 bytes at a time.
+            long ahead = (long)(k0 + depth) * bits / 32;
+            for (int i = 0; i < PanelRows && ahead < wordsPerRow; i++)
+            {
+                for (long b = 0; b < (long)depth * bits / 32; b += 16)
+                    Sse.Prefetch0(rowWords[i] + Math.Min(ahead + b, wordsPerRow - 1));
+            }
+        }
         for (int g0 = k0; g0 < k0 + depth; g0 += groupSize)
         {
             int group = g0 / groupSize;
-            var scaleLo = GroupValues(w.Scales, w.ScaleType, r0, 0, rows, groups, group);
-            var scaleHi = GroupValues(w.Scales, w.ScaleType, r0, 8, rows, groups, group);
-            var biasLo = GroupValues(w.Biases, w.ScaleType, r0, 0, rows, groups, group);
-            var biasHi = GroupValues(w.Biases, w.ScaleType, r0, 8, rows, groups, group);
+            long index = (long)r0 * groups + group;
+            var scaleLo = GroupValues(w.Scales, w.ScaleType, index, groups, validLo, rows - 1);
+            // Rows 8-15 read row 0 when the panel has no second half (then all masked off).
+            long indexHi = rows > 8 ? index + 8L * groups : index;
+            var scaleHi = GroupValues(w.Scales, w.ScaleType, indexHi, groups, validHi, Math.Max(rows - 9, 0));
+            var biasLo = GroupValues(w.Biases, w.ScaleType, index, groups, validLo, rows - 1);
+            var biasHi = GroupValues(w.Biases, w.ScaleType, indexHi, groups, validHi, Math.Max(rows - 9, 0));
             for (int c0 = g0; c0 < g0 + groupSize; c0 += 32)
             {
                 int word0 = c0 / 32 * bits;   // 32 codes of b bits are exactly b words
@@ -165,13 +204,28 @@ internal static unsafe class GemmKernels
         rowWords[first][word], rowWords[first + 1][word], rowWords[first + 2][word], rowWords[first + 3][word],
         rowWords[first + 4][word], rowWords[first + 5][word], rowWords[first + 6][word], rowWords[first + 7][word]);
 
-    /// <summary>Scale or bias of one group for rows first..first+7 of the panel (0 past the valid rows).</summary>
-    private static Vector256<float> GroupValues(nint data, ScalarType type, int r0, int first, int rows, int groups, int group)
+    /// <summary>
+    /// Scale or bias of one group for rows first..first+7 of the panel; lanes past the valid rows read
+    /// the last valid row and are cleared by <paramref name="valid"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> GroupValues(nint data, ScalarType type, long index, long stride, Vector256<float> valid, int last)
     {
-        var values = stackalloc float[8];
-        for (int i = 0; i < 8; i++)
-            values[i] = first + i < rows ? Scalars.Load(data, (long)(r0 + first + i) * groups + group, type) : 0f;
-        return Vector256.Load(values);
+        long i0 = index, i1 = index + Math.Min(1, last) * stride, i2 = index + Math.Min(2, last) * stride, i3 = index + Math.Min(3, last) * stride;
+        long i4 = index + Math.Min(4, last) * stride, i5 = index + Math.Min(5, last) * stride, i6 = index + Math.Min(6, last) * stride, i7 = index + Math.Min(7, last) * stride;
+        Vector256<float> values;
+        if (type == ScalarType.F32)
+        {
+            float* f = (float*)data;
+            values = Vector256.Create(f[i0], f[i1], f[i2], f[i3], f[i4], f[i5], f[i6], f[i7]);
+        }
+        else
+        {
+            ushort* h = (ushort*)data;
+            var bits = Vector256.Create((uint)h[i0], h[i1], h[i2], h[i3], h[i4], h[i5], h[i6], h[i7]);
+            values = type == ScalarType.BF16 ? Vector256.ShiftLeft(bits, 16).AsSingle() : HalfToSingle(bits);
+        }
+        return values & valid;
     }
 
     private static void PackQuantizedScalar(QuantizedWeight w, int r0, int rows, int k0, int depth, float* panel)
@@ -318,16 +372,31 @@ internal static unsafe class GemmKernels
             RunPanelScalar(panel, depth, x, ldx, tokens, y, ldy, rows, accumulate);
             return;
         }
-        int t = 0;
-        for (; t + TileTokens <= tokens; t += TileTokens)
-            Tile<Six>(panel, depth, x + (long)t * ldx, ldx, y + (long)t * ldy, ldy, rows, accumulate);
-        switch (tokens - t)
+        // [TileTokens, PanelRows] sums of a tile of a partial panel.
+        float* partial = stackalloc float[TileTokens * PanelRows];
+        for (int t = 0; t < tokens; t += TileTokens)
         {
-            case 5: Tile<Five>(panel, depth, x + (long)t * ldx, ldx, y + (long)t * ldy, ldy, rows, accumulate); break;
-            case 4: Tile<Four>(panel, depth, x + (long)t * ldx, ldx, y + (long)t * ldy, ldy, rows, accumulate); break;
-            case 3: Tile<Three>(panel, depth, x + (long)t * ldx, ldx, y + (long)t * ldy, ldy, rows, accumulate); break;
-            case 2: Tile<Two>(panel, depth, x + (long)t * ldx, ldx, y + (long)t * ldy, ldy, rows, accumulate); break;
-            case 1: Tile<One>(panel, depth, x + (long)t * ldx, ldx, y + (long)t * ldy, ldy, rows, accumulate); break;
+            int n = Math.Min(TileTokens, tokens - t);
+            float* xt = x + (long)t * ldx, yt = y + (long)t * ldy;
+            switch (n)
+            {
+                case 6: Tile<Six>(panel, depth, xt, ldx, yt, ldy, rows, accumulate, partial); break;
+                case 5: Tile<Five>(panel, depth, xt, ldx, yt, ldy, rows, accumulate, partial); break;
+                case 4: Tile<Four>(panel, depth, xt, ldx, yt, ldy, rows, accumulate, partial); break;
+                case 3: Tile<Three>(panel, depth, xt, ldx, yt, ldy, rows, accumulate, partial); break;
+                case 2: Tile<Two>(panel, depth, xt, ldx, yt, ldy, rows, accumulate, partial); break;
+                default: Tile<One>(panel, depth, xt, ldx, yt, ldy, rows, accumulate, partial); break;
+            }
+            if (rows == PanelRows)
+                continue;
+            for (int j = 0; j < n; j++)
+            {
+                for (int i = 0; i < rows; i++)
+                {
+                    float sum = partial[j * PanelRows + i];
+                    yt[(long)j * ldy + i] = accumulate ? yt[(long)j * ldy + i] + sum : sum;
+                }
+            }
         }
     }
 
@@ -353,7 +422,7 @@ internal static unsafe class GemmKernels
     /// the rows past TTokens.Count (a constant per instantiation).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile<TTokens>(float* panel, int depth, float* x, int ldx, float* y, int ldy, int rows, bool accumulate)
+    private static void Tile<TTokens>(float* panel, int depth, float* x, int ldx, float* y, int ldy, int rows, bool accumulate, float* partial)
         where TTokens : struct, ITokenCount
     {
         int n = TTokens.Count;
@@ -404,39 +473,41 @@ internal static unsafe class GemmKernels
                 a51 = Vector256.MultiplyAddEstimate(w1, b, a51);
             }
         }
-        StoreRow(y, rows, accumulate, a00, a01);
+        bool full = rows == PanelRows;
+        StoreRow(y, partial, full, accumulate, a00, a01);
         if (n > 1)
-            StoreRow(y + ldy, rows, accumulate, a10, a11);
+            StoreRow(y + ldy, partial + PanelRows, full, accumulate, a10, a11);
         if (n > 2)
-            StoreRow(y + 2L * ldy, rows, accumulate, a20, a21);
+            StoreRow(y + 2L * ldy, partial + 2 * PanelRows, full, accumulate, a20, a21);
         if (n > 3)
-            StoreRow(y + 3L * ldy, rows, accumulate, a30, a31);
+            StoreRow(y + 3L * ldy, partial + 3 * PanelRows, full, accumulate, a30, a31);
         if (n > 4)
-            StoreRow(y + 4L * ldy, rows, accumulate, a40, a41);
+            StoreRow(y + 4L * ldy, partial + 4 * PanelRows, full, accumulate, a40, a41);
         if (n > 5)
-            StoreRow(y + 5L * ldy, rows, accumulate, a50, a51);
+            StoreRow(y + 5L * ldy, partial + 5 * PanelRows, full, accumulate, a50, a51);
     }
 
-    /// <summary>Writes (or adds) the first <paramref name="rows"/> of 16 sums to y.</summary>
+    /// <summary>
+    /// Writes (or adds) one token's 16 sums to y; for a partial panel (rows &lt; 16) they go to
+    /// <paramref name="partial"/> instead, for <see cref="RunPanel"/> to copy the valid ones (no call or
+    /// stack array here, which would make the JIT spill the accumulators inside the k loop).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRow(float* y, int rows, bool accumulate, Vector256<float> lo, Vector256<float> hi)
+    private static void StoreRow(float* y, float* partial, bool full, bool accumulate, Vector256<float> lo, Vector256<float> hi)
     {
-        if (rows == PanelRows)
+        if (!full)
         {
-            if (accumulate)
-            {
-                lo += Vector256.Load(y);
-                hi += Vector256.Load(y + 8);
-            }
-            lo.Store(y);
-            hi.Store(y + 8);
+            lo.Store(partial);
+            hi.Store(partial + 8);
             return;
         }
-        var sums = stackalloc float[PanelRows];
-        lo.Store(sums);
-        hi.Store(sums + 8);
-        for (int i = 0; i < rows; i++)
-            y[i] = accumulate ? y[i] + sums[i] : sums[i];
+        if (accumulate)
+        {
+            lo += Vector256.Load(y);
+            hi += Vector256.Load(y + 8);
+        }
+        lo.Store(y);
+        hi.Store(y + 8);
     }
 
     private static void RunPanelScalar(float* panel, int depth, float* x, int ldx, int tokens, float* y, int ldy, int rows, bool accumulate)
