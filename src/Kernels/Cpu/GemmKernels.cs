@@ -68,6 +68,7 @@ internal static unsafe class GemmKernels
                     for (int k0 = 0; k0 < cols; k0 += DepthBlock)
                     {
                         int depth = Math.Min(DepthBlock, cols - k0);
+                        Prefetch(weight, r0 + PanelRows, Math.Min(end, r0 + 2 * PanelRows), k0, depth);
                         Pack(weight, r0, rows, k0, depth, panel, staging);
                         RunPanel(panel, depth, x + (long)t0 * cols + k0, cols, tileTokens, y + (long)t0 * outRows + r0, outRows, rows, accumulate: k0 > 0);
                     }
@@ -92,13 +93,57 @@ internal static unsafe class GemmKernels
 
     // ---------------- packing: W[r0 .. r0+rows, k0 .. k0+depth) -> panel[k][PanelRows] ----------------
 
+    /// <summary>
+    /// Asks for the same column block of the next panel's rows: 16 rows read a few cache lines at a
+    /// time are too many interleaved streams for the hardware prefetchers (measured: packing became
+    /// latency-bound at ~1 GB/s), and one panel ahead is about the right distance.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Prefetch(LinearWeight weight, int first, int end, int k0, int depth)
+    {
+        if (!Sse.IsSupported || first >= end)
+            return;
+        byte* data;
+        long rowBytes, from, to;
+        if (weight is QuantizedWeight q)
+        {
+            data = (byte*)q.Packed;
+            rowBytes = (long)q.WordsPerRow * 4;
+            from = (long)k0 * q.Bits / 8;
+            to = (long)(k0 + depth) * q.Bits / 8;
+        }
+        else
+        {
+            var d = (DenseWeight)weight;
+            int size = Scalars.SizeOf(d.Type);
+            data = (byte*)d.Data;
+            rowBytes = (long)d.Cols * size;
+            from = (long)k0 * size;
+            to = (long)(k0 + depth) * size;
+        }
+        for (int r = first; r < end; r++)
+        {
+            byte* row = data + r * rowBytes;
+            for (long b = from; b < to; b += 64)
+                Sse.Prefetch0(row + b);
+        }
+    }
+
     /// <summary>Fills panel[k * PanelRows + i] = W[r0 + i, k0 + k] (0 for i &gt;= rows).</summary>
     public static void Pack(LinearWeight weight, int r0, int rows, int k0, int depth, float* panel, float* staging)
     {
         switch (weight)
         {
             case QuantizedWeight q when CpuKernels.UseVectors:
-                PackQuantized(q, r0, rows, k0, depth, panel);
+                switch (q.Bits)
+                {
+                    case 2: PackQuantized<Bits2>(q, r0, rows, k0, depth, panel); break;
+                    case 3: PackQuantized<Bits3>(q, r0, rows, k0, depth, panel); break;
+                    case 4: PackQuantized<Bits4>(q, r0, rows, k0, depth, panel); break;
+                    case 5: PackQuantized<Bits5>(q, r0, rows, k0, depth, panel); break;
+                    case 6: PackQuantized<Bits6>(q, r0, rows, k0, depth, panel); break;
+                    default: PackQuantized<Bits8>(q, r0, rows, k0, depth, panel); break;
+                }
                 break;
             case QuantizedWeight q:
                 PackQuantizedScalar(q, r0, rows, k0, depth, panel);
@@ -121,9 +166,10 @@ internal static unsafe class GemmKernels
     /// row r0 again with zero scale and bias, so their weights are exactly 0.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackQuantized(QuantizedWeight w, int r0, int rows, int k0, int depth, float* panel)
+    private static void PackQuantized<TBits>(QuantizedWeight w, int r0, int rows, int k0, int depth, float* panel)
+        where TBits : struct, IBits
     {
-        int bits = w.Bits, groupSize = w.GroupSize, groups = w.GroupsPerRow, wordsPerRow = w.WordsPerRow;
+        int bits = TBits.Bits, groupSize = w.GroupSize, groups = w.GroupsPerRow, wordsPerRow = w.WordsPerRow;
         uint** rowWords = stackalloc uint*[PanelRows];
         for (int i = 0; i < PanelRows; i++)
             rowWords[i] = (uint*)w.Packed + (long)(r0 + Math.Min(i, rows - 1)) * wordsPerRow;
@@ -135,16 +181,6 @@ internal static unsafe class GemmKernels
         var validLo = Vector256.LessThan(lanes, Vector256.Create(rows)).AsSingle();
         var validHi = Vector256.LessThan(lanes, Vector256.Create(rows - 8)).AsSingle();
 
-        if (Sse.IsSupported)
-        {
-            // The next block of each row, which the prefetchers miss when 16 rows are read 64 bytes at a time.
-            long ahead = (long)(k0 + depth) * bits / 32;
-            for (int i = 0; i < PanelRows && ahead < wordsPerRow; i++)
-            {
-                for (long b = 0; b < (long)depth * bits / 32; b += 16)
-                    Sse.Prefetch0(rowWords[i] + Math.Min(ahead + b, wordsPerRow - 1));
-            }
-        }
         for (int g0 = k0; g0 < k0 + depth; g0 += groupSize)
         {
             int group = g0 / groupSize;
@@ -158,12 +194,37 @@ internal static unsafe class GemmKernels
             for (int c0 = g0; c0 < g0 + groupSize; c0 += 32)
             {
                 int word0 = c0 / 32 * bits;   // 32 codes of b bits are exactly b words
+                float* out0 = panel + (c0 - k0) * PanelRows;
+                if (32 % TBits.Bits == 0)
+                {
+                    // 2, 4, 8 bits: no code crosses a word; constant shifts, 4 codes per step.
+                    for (int wi = 0; wi < bits; wi++)
+                    {
+                        var wordLo = LaneWords(rowWords, 0, word0 + wi);
+                        var wordHi = LaneWords(rowWords, 8, word0 + wi);
+                        for (int c = 0; c < 32 / TBits.Bits; c += 4, out0 += 4 * PanelRows)
+                        {
+                            StoreCodes(wordLo, wordHi, mask, scaleLo, scaleHi, biasLo, biasHi, out0);
+                            wordLo = Vector256.ShiftRightLogical(wordLo, TBits.Bits);
+                            wordHi = Vector256.ShiftRightLogical(wordHi, TBits.Bits);
+                            StoreCodes(wordLo, wordHi, mask, scaleLo, scaleHi, biasLo, biasHi, out0 + PanelRows);
+                            wordLo = Vector256.ShiftRightLogical(wordLo, TBits.Bits);
+                            wordHi = Vector256.ShiftRightLogical(wordHi, TBits.Bits);
+                            StoreCodes(wordLo, wordHi, mask, scaleLo, scaleHi, biasLo, biasHi, out0 + 2 * PanelRows);
+                            wordLo = Vector256.ShiftRightLogical(wordLo, TBits.Bits);
+                            wordHi = Vector256.ShiftRightLogical(wordHi, TBits.Bits);
+                            StoreCodes(wordLo, wordHi, mask, scaleLo, scaleHi, biasLo, biasHi, out0 + 3 * PanelRows);
+                            wordLo = Vector256.ShiftRightLogical(wordLo, TBits.Bits);
+                            wordHi = Vector256.ShiftRightLogical(wordHi, TBits.Bits);
+                        }
+                    }
+                    continue;
+                }
                 for (int j = 0; j < bits; j++)
                 {
                     words[j] = LaneWords(rowWords, 0, word0 + j);
                     words[8 + j] = LaneWords(rowWords, 8, word0 + j);
                 }
-                float* out0 = panel + (c0 - k0) * PanelRows;
                 var lo = words[0];
                 var hi = words[8];
                 int available = 32, next = 1;
@@ -190,13 +251,37 @@ internal static unsafe class GemmKernels
                         hi = Vector256.ShiftRightLogical(nextHi, bits - available);
                         available += 32 - bits;
                     }
-                    // f32(q * scale) then + bias: the reference's two roundings (no FMA here).
-                    (Vector256.ConvertToSingle(codeLo.AsInt32()) * scaleLo + biasLo).Store(out0);
-                    (Vector256.ConvertToSingle(codeHi.AsInt32()) * scaleHi + biasHi).Store(out0 + 8);
+                    StoreCodes(codeLo, codeHi, mask, scaleLo, scaleHi, biasLo, biasHi, out0);
                 }
             }
         }
     }
+
+    /// <summary>One k of the panel from the low codes of each lane: f32(q * scale) then + bias, the reference's two roundings (no FMA).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreCodes(Vector256<uint> lo, Vector256<uint> hi, Vector256<uint> mask, Vector256<float> scaleLo, Vector256<float> scaleHi,
+                                   Vector256<float> biasLo, Vector256<float> biasHi, float* destination)
+    {
+        (Vector256.ConvertToSingle((lo & mask).AsInt32()) * scaleLo + biasLo).Store(destination);
+        (Vector256.ConvertToSingle((hi & mask).AsInt32()) * scaleHi + biasHi).Store(destination + 8);
+    }
+
+    private interface IBits
+    {
+        static abstract int Bits { get; }
+    }
+
+    private readonly struct Bits2 : IBits { public static int Bits => 2; }
+
+    private readonly struct Bits3 : IBits { public static int Bits => 3; }
+
+    private readonly struct Bits4 : IBits { public static int Bits => 4; }
+
+    private readonly struct Bits5 : IBits { public static int Bits => 5; }
+
+    private readonly struct Bits6 : IBits { public static int Bits => 6; }
+
+    private readonly struct Bits8 : IBits { public static int Bits => 8; }
 
     /// <summary>Word <paramref name="word"/> of rows first..first+7, one per lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
