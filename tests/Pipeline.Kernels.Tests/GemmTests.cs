@@ -1,8 +1,7 @@
-using System.Runtime.Intrinsics;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using Pipeline.Kernels.Cpu;
 using Pipeline.Kernels.Reference;
-
 using Pipeline.Kernels.Testing;
 
 namespace Pipeline.Kernels.Tests;

@@ -41,10 +41,10 @@ public sealed unsafe class CpuBackend : IBackend
     /// Quantized matvecs of 2- and 4-bit weights (groups of 64, bf16 scales) quantize the activations
     /// to int8 per group and use integer dot products (<see cref="Int8Kernels"/>): about 2x less
     /// compute per weight byte, at the price of rounding each x by up to 1/254 of its group's largest
-    /// |x| (llama.cpp's K-quant accuracy). Off: matvecs of fewer than 4 tokens on those weights use
+    /// |x| (llama.cpp's K-quant accuracy). Off: matvecs of fewer than <see cref="GemmMinTokens"/> tokens on those weights use
     /// int16 activations (<see cref="Int16Kernels"/>, x split into two int16 terms: rounding at f32 level,
     /// within the model tests' tolerance of the f32 reference) and everything else
-    /// matches the f32 reference up to summation order. Null: on when the environment variable <see cref="Int8ActivationsVariable"/> is "1".
+    /// (the f32 matvec, the <see cref="GemmKernels"/> GEMM) matches the f32 reference up to summation order. Null: on when the environment variable <see cref="Int8ActivationsVariable"/> is "1".
     /// </param>
     public CpuBackend(int threads = 0, bool? int8Activations = null)
     {

@@ -67,57 +67,6 @@ internal static unsafe class CpuKernels
         return sum;
     }
 
-    /// <summary>
-    /// Two f32 rows against four tokens x[t * n ..]: y[t * yStride + i] = dot(w_i, x_t), each loaded
-    /// vector of w used four times and each of x twice. Vector path only.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Dot2x4(float* w0, float* w1, float* x, int n, float* y, long yStride)
-    {
-        float* x0 = x, x1 = x + n, x2 = x1 + n, x3 = x2 + n;
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
-        int i = 0;
-        for (; i + 8 <= n; i += 8)
-        {
-            var u = Vector256.Load(w0 + i);
-            var v = Vector256.Load(w1 + i);
-            var x0i = Vector256.Load(x0 + i);
-            a0 = Vector256.MultiplyAddEstimate(u, x0i, a0);
-            b0 = Vector256.MultiplyAddEstimate(v, x0i, b0);
-            var x1i = Vector256.Load(x1 + i);
-            a1 = Vector256.MultiplyAddEstimate(u, x1i, a1);
-            b1 = Vector256.MultiplyAddEstimate(v, x1i, b1);
-            var x2i = Vector256.Load(x2 + i);
-            a2 = Vector256.MultiplyAddEstimate(u, x2i, a2);
-            b2 = Vector256.MultiplyAddEstimate(v, x2i, b2);
-            var x3i = Vector256.Load(x3 + i);
-            a3 = Vector256.MultiplyAddEstimate(u, x3i, a3);
-            b3 = Vector256.MultiplyAddEstimate(v, x3i, b3);
-        }
-        float s0 = Vector256.Sum(a0), s1 = Vector256.Sum(a1), s2 = Vector256.Sum(a2), s3 = Vector256.Sum(a3);
-        float t0 = Vector256.Sum(b0), t1 = Vector256.Sum(b1), t2 = Vector256.Sum(b2), t3 = Vector256.Sum(b3);
-        for (; i < n; i++)
-        {
-            s0 += w0[i] * x0[i];
-            s1 += w0[i] * x1[i];
-            s2 += w0[i] * x2[i];
-            s3 += w0[i] * x3[i];
-            t0 += w1[i] * x0[i];
-            t1 += w1[i] * x1[i];
-            t2 += w1[i] * x2[i];
-            t3 += w1[i] * x3[i];
-        }
-        y[0] = s0;
-        y[1] = t0;
-        y[yStride] = s1;
-        y[yStride + 1] = t1;
-        y[2 * yStride] = s2;
-        y[2 * yStride + 1] = t2;
-        y[3 * yStride] = s3;
-        y[3 * yStride + 1] = t3;
-    }
-
     /// <summary>dot(bf16 row, x) without materializing the row.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotBf16(ushort* w, float* x, int n)
@@ -240,19 +189,8 @@ internal static unsafe class CpuKernels
             MatVecQuantizedScalar(w, first, end, x, xSums, y);
             return;
         }
-        var rows = new QuantizedRows(w, (byte*)w.Packed, first, end, x, xs, xSums, y, 0);
-        ForEachRowRange(ref rows, single: true);
-    }
-
-    /// <summary>
-    /// Four tokens at once over rows [first, end): each chunk of codes is unpacked once and used
-    /// four times. x and xs: 4 token rows of Cols (raw and pre-scaled); xSums: 4 rows of GroupsPerRow;
-    /// y[t * yStride + r]. Vector path only.
-    /// </summary>
-    public static void MatVecQuantized4(QuantizedWeight w, int first, int end, float* x, float* xs, float* xSums, float* y, long yStride)
-    {
-        var rows = new QuantizedRows(w, (byte*)w.Packed, first, end, x, xs, xSums, y, yStride);
-        ForEachRowRange(ref rows, single: false);
+        var rows = new QuantizedRows(w, (byte*)w.Packed, first, end, x, xs, xSums, y);
+        ForEachRowRange(ref rows);
     }
 
     /// <summary>
@@ -260,13 +198,13 @@ internal static unsafe class CpuKernels
     /// 7 bytes past a row: harmless inside the matrix, so only the matrix's last row is copied to a
     /// padded buffer first.
     /// </summary>
-    private static void ForEachRowRange(ref QuantizedRows rows, bool single)
+    private static void ForEachRowRange(ref QuantizedRows rows)
     {
         int end = rows.End;
         bool lastRow = end == rows.Weight.Rows;
         if (lastRow)
             rows.End = end - 1;
-        Dispatch(ref rows, single);
+        Dispatch(ref rows);
         if (lastRow)
         {
             int rowBytes = rows.Weight.Cols * rows.Weight.Bits / 8;
@@ -275,45 +213,41 @@ internal static unsafe class CpuKernels
             rows.Packed = padded - (long)(end - 1) * rowBytes;
             rows.First = end - 1;
             rows.End = end;
-            Dispatch(ref rows, single);
+            Dispatch(ref rows);
         }
     }
 
-    private static void Dispatch(ref QuantizedRows rows, bool single)
+    private static void Dispatch(ref QuantizedRows rows)
     {
         if (rows.First >= rows.End)
             return;
         int bits = rows.Weight.Bits;
         if (bits <= 4 && UseAvx2)
-            Dispatch<Avx2Codes>(ref rows, single);
+            Dispatch<Avx2Codes>(ref rows);
         else if (bits == 8)
-            Dispatch<PortableWideCodes>(ref rows, single);
+            Dispatch<PortableWideCodes>(ref rows);
         else
-            Dispatch<PortableCodes>(ref rows, single);
+            Dispatch<PortableCodes>(ref rows);
     }
 
-    private static void Dispatch<TCodes>(ref QuantizedRows rows, bool single)
+    private static void Dispatch<TCodes>(ref QuantizedRows rows)
         where TCodes : struct, ICodes
     {
-        switch (rows.Weight.ScaleType, single)
+        switch (rows.Weight.ScaleType)
         {
-            case (ScalarType.BF16, true): MatVec1<TCodes, Bf16Scales>(ref rows); break;
-            case (ScalarType.BF16, false): MatVec4<TCodes, Bf16Scales>(ref rows); break;
-            case (ScalarType.F16, true): MatVec1<TCodes, F16Scales>(ref rows); break;
-            case (ScalarType.F16, false): MatVec4<TCodes, F16Scales>(ref rows); break;
-            case (_, true): MatVec1<TCodes, F32Scales>(ref rows); break;
-            default: MatVec4<TCodes, F32Scales>(ref rows); break;
+            case ScalarType.BF16: MatVec1<TCodes, Bf16Scales>(ref rows); break;
+            case ScalarType.F16: MatVec1<TCodes, F16Scales>(ref rows); break;
+            default: MatVec1<TCodes, F32Scales>(ref rows); break;
         }
     }
 
     /// <summary>Arguments of a quantized row-range kernel (a struct so the padded-last-row pass can redirect Packed).</summary>
-    private struct QuantizedRows(QuantizedWeight weight, byte* packed, int first, int end, float* x, float* xs, float* xSums, float* y, long yStride)
+    private struct QuantizedRows(QuantizedWeight weight, byte* packed, int first, int end, float* x, float* xs, float* xSums, float* y)
     {
         public readonly QuantizedWeight Weight = weight;
         public byte* Packed = packed;
         public int First = first, End = end;
         public readonly float* X = x, Xs = xs, XSums = xSums, Y = y;
-        public readonly long YStride = yStride;
     }
 
     /// <summary>Constants a chunk decoder needs, built once per kernel call.</summary>
@@ -415,57 +349,6 @@ internal static unsafe class CpuKernels
                 biasTerm += TScales.Load(biases, firstGroup + g) * xSums[g];
             }
             y[row] = Vector256.Sum(acc) + biasTerm;
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MatVec4<TCodes, TScales>(ref QuantizedRows a)
-        where TCodes : struct, ICodes
-        where TScales : struct, IScales
-    {
-        var w = a.Weight;
-        var c = new CodeConstants(w.Bits);
-        int bits = w.Bits, groups = w.GroupsPerRow, cols = w.Cols, chunksPerGroup = w.GroupSize / 8;
-        int rowBytes = cols * bits / 8;
-        nint scales = w.Scales, biases = w.Biases;
-        float* x0 = TCodes.ScaledLanes ? a.Xs : a.X, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
-        float* s0 = a.XSums, s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
-        float* y = a.Y;
-        long stride = a.YStride;
-
-        for (int row = a.First; row < a.End; row++)
-        {
-            byte* p = a.Packed + (long)row * rowBytes;
-            long firstGroup = (long)row * groups;
-            Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-            float bias0 = 0, bias1 = 0, bias2 = 0, bias3 = 0;
-            int e = 0;
-            for (int g = 0; g < groups; g++)
-            {
-                Vector256<float> g0 = default, g1 = default, g2 = default, g3 = default;
-                for (int k = 0; k < chunksPerGroup; k++, p += bits, e += 8)
-                {
-                    var codes = TCodes.Decode(p, in c);
-                    g0 = Vector256.MultiplyAddEstimate(codes, Vector256.Load(x0 + e), g0);
-                    g1 = Vector256.MultiplyAddEstimate(codes, Vector256.Load(x1 + e), g1);
-                    g2 = Vector256.MultiplyAddEstimate(codes, Vector256.Load(x2 + e), g2);
-                    g3 = Vector256.MultiplyAddEstimate(codes, Vector256.Load(x3 + e), g3);
-                }
-                var scale = Vector256.Create(TScales.Load(scales, firstGroup + g));
-                float bias = TScales.Load(biases, firstGroup + g);
-                acc0 = Vector256.MultiplyAddEstimate(g0, scale, acc0);
-                acc1 = Vector256.MultiplyAddEstimate(g1, scale, acc1);
-                acc2 = Vector256.MultiplyAddEstimate(g2, scale, acc2);
-                acc3 = Vector256.MultiplyAddEstimate(g3, scale, acc3);
-                bias0 += bias * s0[g];
-                bias1 += bias * s1[g];
-                bias2 += bias * s2[g];
-                bias3 += bias * s3[g];
-            }
-            y[row] = Vector256.Sum(acc0) + bias0;
-            y[stride + row] = Vector256.Sum(acc1) + bias1;
-            y[2 * stride + row] = Vector256.Sum(acc2) + bias2;
-            y[3 * stride + row] = Vector256.Sum(acc3) + bias3;
         }
     }
 
