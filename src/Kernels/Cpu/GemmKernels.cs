@@ -459,9 +459,12 @@ internal static unsafe class GemmKernels
         }
         // [TileTokens, PanelRows] sums of a tile of a partial panel.
         float* partial = stackalloc float[TileTokens * PanelRows];
-        for (int t = 0; t < tokens; t += TileTokens)
+        // Tiles as even as possible (8 tokens: 4 + 4, not 6 + 2): a tile of n tokens has 2n
+        // independent FMA chains, and below 8 chains FMA latency (4 cycles, 2 per cycle) idles the units.
+        int tiles = (tokens + TileTokens - 1) / TileTokens;
+        for (int t = 0, tile = 0, n; t < tokens; t += n, tile++)
         {
-            int n = Math.Min(TileTokens, tokens - t);
+            n = (tokens - t) / (tiles - tile);
             float* xt = x + (long)t * ldx, yt = y + (long)t * ldy;
             switch (n)
             {
