@@ -9,7 +9,8 @@ namespace Pipeline.Kernels.Tests;
 /// <summary>
 /// Every CPU backend op against its reference twin on random shapes, including awkward ones:
 /// dense rows that are not a multiple of the vector width, single-group quantized rows, 3-, 5- and
-/// 6-bit codes straddling words, T = 1 (matvec path) and T &gt; 1 (tiled path, more than one tile),
+/// 6-bit codes straddling words, T = 1 (matvec path), T = 2-3 (int16 path where it applies) and
+/// T &gt;= 4 (the <see cref="GemmKernels"/> GEMM, token and panel tails, more than one column block),
 /// shapes below and above the threshold where work is split over threads.
 /// Tolerances are stated per op next to each assertion.
 /// </summary>
@@ -38,6 +39,8 @@ public abstract class BackendConformanceTests : IDisposable
         }
         data.Add(3, 64, 129, 192, 2);          // 3-bit rows of 18 words: codes cross words
         data.Add(4, 64, 2048, 64, 1);          // head-like: many short rows
+        data.Add(2, 64, 300, 128, 8);          // GEMM: 8 decode rows of batched sessions, panels split over workers
+        data.Add(3, 64, 50, 320, 70);          // GEMM: prefill, two column blocks, token and panel tails
         return data;
     }
 
@@ -60,6 +63,8 @@ public abstract class BackendConformanceTests : IDisposable
     [InlineData(ScalarType.F32, 3, 1, 1)]
     [InlineData(ScalarType.F32, 257, 131, 1)]
     [InlineData(ScalarType.F32, 17, 45, 33)]
+    [InlineData(ScalarType.BF16, 300, 1000, 8)]   // GEMM: several column blocks, cols not a multiple of 256
+    [InlineData(ScalarType.F16, 23, 300, 13)]
     public void Linear_Dense(ScalarType type, int rows, int cols, int tokens)
     {
         var weight = _weights.Dense(rows, cols, type, spread: 1f / MathF.Sqrt(cols));

@@ -31,10 +31,6 @@ public sealed class VectorWidthTests
 
     [Theory]
     [MemberData(nameof(Widths))]
-    public void Dot2x4(int width) => At(width).Dot2x4(Lengths);
-
-    [Theory]
-    [MemberData(nameof(Widths))]
     public void Bf16ToFloat(int width) => At(width).Bf16ToFloat(Lengths);
 
     [Theory]
@@ -62,8 +58,6 @@ public sealed class VectorWidthTests
 internal interface IWidthChecks
 {
     void Dot(int[] lengths);
-
-    void Dot2x4(int[] lengths);
 
     void Bf16ToFloat(int[] lengths);
 
@@ -110,34 +104,6 @@ internal sealed unsafe class WidthChecks<TWidth, TVector> : IWidthChecks
             {
                 // Tolerance: f32 summation of n products, relative to sum |a b|.
                 Close(exact, CpuKernels.Dot<TWidth, TVector>(pa, pb, n), 1e-6 * magnitude * (1 + n / 16.0), $"dot n={n}");
-            }
-        }
-    }
-
-    public void Dot2x4(int[] lengths)
-    {
-        foreach (int n in lengths)
-        {
-            var w0 = Floats(n);
-            var w1 = Floats(n);
-            var x = Floats(4 * n);
-            const int Stride = 5;
-            var y = new float[3 * Stride + 2];
-            fixed (float* pw0 = w0, pw1 = w1, px = x, py = y)
-                CpuKernels.Dot2x4<TWidth, TVector>(pw0, pw1, px, n, py, Stride);
-            for (int t = 0; t < 4; t++)
-            {
-                for (int r = 0; r < 2; r++)
-                {
-                    var w = r == 0 ? w0 : w1;
-                    double exact = 0, magnitude = 0;
-                    for (int i = 0; i < n; i++)
-                    {
-                        exact += (double)w[i] * x[t * n + i];
-                        magnitude += Math.Abs((double)w[i] * x[t * n + i]);
-                    }
-                    Close(exact, y[t * Stride + r], 1e-6 * magnitude * (1 + n / 16.0), $"dot2x4 n={n} token {t} row {r}");
-                }
             }
         }
     }

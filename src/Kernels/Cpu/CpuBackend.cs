@@ -26,6 +26,13 @@ public sealed unsafe class CpuBackend : IBackend
     private TokenRange[] _bidirectional = new TokenRange[4];
     private bool _disposed;
 
+    /// <summary>
+    /// From this many token rows on, every Linear but the int8 path runs as a blocked GEMM
+    /// (<see cref="GemmKernels"/>: weights decoded once per op for all rows); below it, the int16
+    /// matvec (2/3/4-bit, groups of 64) or the f32 matvec.
+    /// </summary>
+    public const int GemmMinTokens = 4;
+
     /// <summary>Environment variable that turns <see cref="Int8Activations"/> on by default ("1").</summary>
     public const string Int8ActivationsVariable = "PIPELINE_CPU_INT8";
 
@@ -34,10 +41,10 @@ public sealed unsafe class CpuBackend : IBackend
     /// Quantized matvecs of 2- and 4-bit weights (groups of 64, bf16 scales) quantize the activations
     /// to int8 per group and use integer dot products (<see cref="Int8Kernels"/>): about 2x less
     /// compute per weight byte, at the price of rounding each x by up to 1/254 of its group's largest
-    /// |x| (llama.cpp's K-quant accuracy). Off: matvecs of fewer than 4 tokens on those weights use
+    /// |x| (llama.cpp's K-quant accuracy). Off: matvecs of fewer than <see cref="GemmMinTokens"/> tokens on those weights use
     /// split activations (<see cref="Int16Kernels"/>, x split into exact integer terms: rounding at f32 level,
     /// within the model tests' tolerance of the f32 reference) and everything else
-    /// matches the f32 reference up to summation order. Null: on when the environment variable <see cref="Int8ActivationsVariable"/> is "1".
+    /// (the f32 matvec, the <see cref="GemmKernels"/> GEMM) matches the f32 reference up to summation order. Null: on when the environment variable <see cref="Int8ActivationsVariable"/> is "1".
     /// </param>
     public CpuBackend(int threads = 0, bool? int8Activations = null)
     {
@@ -102,10 +109,9 @@ public sealed unsafe class CpuBackend : IBackend
         job.X = Pointer(input);
         job.Y = Pointer(output);
         job.Tokens = rows;
-        // Keep a tile of token rows (about 256 KiB of x) hot while weight rows stream past it.
-        job.TokenTile = Math.Clamp((1 << 16) / weight.Cols / 4 * 4, 4, 32);
         job.Int8 = false;
         job.Int16 = false;
+        job.Gemm = false;
         if (weight is QuantizedWeight qi && Int8Activations && Int8Kernels.Supports(qi))
         {
             CheckGeometry(qi, nameof(weight));
@@ -113,6 +119,8 @@ public sealed unsafe class CpuBackend : IBackend
             int groups = qi.GroupsPerRow, inputBytes = Int8Kernels.InputBytes(qi.Cols, qi.Bits);
             float* scratch = _inputScratch.Get((long)rows * (inputBytes / 4 + 2 * groups));
             job.Int8 = true;
+            // Keep a tile of token rows (about 256 KiB of x) hot while weight rows stream past it.
+            job.TokenTile = Math.Clamp((1 << 16) / qi.Cols / 4 * 4, 4, 32);
             job.XQuantized = (sbyte*)scratch;
             job.XBytes = inputBytes;
             job.XScaled = scratch + (long)rows * inputBytes / 4;
@@ -120,11 +128,10 @@ public sealed unsafe class CpuBackend : IBackend
             for (int t = 0; t < rows; t++)
                 Int8Kernels.QuantizeInput(job.X + (long)t * qi.Cols, qi.Cols, qi.Bits, job.XQuantized + (long)t * inputBytes, job.XScaled + (long)t * groups, job.XSums + (long)t * groups);
         }
-        else if (weight is QuantizedWeight q16 && rows < 4 && Int16Kernels.Supports(q16))
+        else if (weight is QuantizedWeight q16 && rows < GemmMinTokens && Int16Kernels.Supports(q16))
         {
             CheckGeometry(q16, nameof(weight));
-            // [rows, InputShorts] integer x terms, then [rows, groups] steps and [rows, groups] sums. From 4
-            // tokens on, the f32 kernels decode each chunk of codes once for 4 tokens and are faster.
+            // [rows, InputShorts] integer x terms, then [rows, groups] steps and [rows, groups] sums.
             int groups = q16.GroupsPerRow, shorts = Int16Kernels.InputShorts(q16.Cols, q16.Bits);
             float* scratch = _inputScratch.Get((long)rows * (shorts / 2 + 2 * groups));
             job.Int16 = true;
@@ -134,15 +141,22 @@ public sealed unsafe class CpuBackend : IBackend
             for (int t = 0; t < rows; t++)
                 Int16Kernels.QuantizeInput(job.X + (long)t * q16.Cols, q16.Cols, q16.Bits, (short*)job.XQuantized + (long)t * shorts, job.XScaled + (long)t * groups, job.XSums + (long)t * groups);
         }
+        else if (rows > 1 || weight is DenseWeight { Type: ScalarType.F16 })
+        {
+            if (weight is QuantizedWeight qg)
+                CheckGeometry(qg, nameof(weight));
+            else if (weight is not DenseWeight)
+                throw new ArgumentException($"unknown weight kind {weight.GetType().Name}", nameof(weight));
+            job.Gemm = true;
+        }
         else if (weight is QuantizedWeight q)
         {
             CheckGeometry(q, nameof(weight));
-            // Pre-scale x once per token so the packed codes need no shifts (see CpuKernels).
-            float* scratch = _inputScratch.Get((long)rows * (q.Cols + q.GroupsPerRow));
+            // Pre-scale x once so the packed codes need no shifts (see CpuKernels).
+            float* scratch = _inputScratch.Get(q.Cols + q.GroupsPerRow);
             job.XScaled = scratch;
-            job.XSums = scratch + (long)rows * q.Cols;
-            for (int t = 0; t < rows; t++)
-                CpuKernels.PrepareQuantizedInput(job.X + (long)t * q.Cols, q.Cols, q.Bits, q.GroupSize, job.XScaled + (long)t * q.Cols, job.XSums + (long)t * q.GroupsPerRow);
+            job.XSums = scratch + q.Cols;
+            CpuKernels.PrepareQuantizedInput(job.X, q.Cols, q.Bits, q.GroupSize, job.XScaled, job.XSums);
         }
         else if (weight is not DenseWeight)
         {
@@ -150,8 +164,11 @@ public sealed unsafe class CpuBackend : IBackend
         }
 
         long work = (long)rows * weight.Rows * weight.Cols;
-        int chunks = work < ParallelThreshold ? 1 : Math.Min(weight.Rows, _pool.Workers * 8);
-        job.RowsPerChunk = (weight.Rows + chunks - 1) / chunks;
+        // The GEMM splits by whole panels of output rows; the matvecs by any rows.
+        int unit = job.Gemm ? GemmKernels.PanelRows : 1;
+        int units = (weight.Rows + unit - 1) / unit;
+        int chunks = work < ParallelThreshold ? 1 : Math.Min(units, _pool.Workers * 8);
+        job.RowsPerChunk = (units + chunks - 1) / chunks * unit;
         _pool.Run(job, (weight.Rows + job.RowsPerChunk - 1) / job.RowsPerChunk);
     }
 
@@ -169,7 +186,7 @@ public sealed unsafe class CpuBackend : IBackend
         public LinearWeight Weight = null!;
         public float* X, Y, XScaled, XSums;   // XScaled holds the int8/int16 steps when Int8/Int16
         public sbyte* XQuantized;   // int16 when Int16
-        public bool Int8, Int16;
+        public bool Int8, Int16, Gemm;
         public int XBytes;   // bytes of one token's XQuantized
         public int Tokens, RowsPerChunk, TokenTile;
 
@@ -209,73 +226,25 @@ public sealed unsafe class CpuBackend : IBackend
                 return;
             }
 
+            if (Gemm)
+            {
+                GemmKernels.Multiply(Weight, first, end, X, Tokens, Y, backend._workerScratch[worker].Get(GemmKernels.ScratchFloats));
+                return;
+            }
+
+            // One token from here on.
             if (Weight is QuantizedWeight q)
             {
-                int groups = q.GroupsPerRow;
-                for (int tile = 0; tile < Tokens; tile += TokenTile)
-                {
-                    int tileEnd = Math.Min(Tokens, tile + TokenTile);
-                    for (int block = first; block < end; block += RowBlock)
-                    {
-                        int blockEnd = Math.Min(end, block + RowBlock);
-                        int t = tile;
-                        if (CpuKernels.UseVectors)
-                        {
-                            for (; t + 4 <= tileEnd; t += 4)
-                                CpuKernels.MatVecQuantized4(q, block, blockEnd, X + (long)t * cols, XScaled + (long)t * cols, XSums + (long)t * groups, Y + (long)t * outRows, outRows);
-                        }
-                        for (; t < tileEnd; t++)
-                            CpuKernels.MatVecQuantized(q, block, blockEnd, X + (long)t * cols, XScaled + (long)t * cols, XSums + (long)t * groups, Y + (long)t * outRows);
-                    }
-                }
+                CpuKernels.MatVecQuantized(q, first, end, X, XScaled, XSums, Y);
                 return;
             }
-
             var dense = (DenseWeight)Weight;
-            if (Tokens == 1 && dense.Type != ScalarType.F16)
+            for (int r = first; r < end; r++)
             {
-                for (int r = first; r < end; r++)
-                {
-                    Y[r] = dense.Type == ScalarType.BF16
-                        ? CpuKernels.DotBf16((ushort*)dense.Data + (long)r * cols, X, cols)
-                        : CpuKernels.Dot((float*)dense.Data + (long)r * cols, X, cols);
-                }
-                return;
+                Y[r] = dense.Type == ScalarType.BF16
+                    ? CpuKernels.DotBf16((ushort*)dense.Data + (long)r * cols, X, cols)
+                    : CpuKernels.Dot((float*)dense.Data + (long)r * cols, X, cols);
             }
-
-            // Several tokens (or f16): pairs of weight rows in f32 once per tile of tokens, each pair
-            // against 4 tokens at a time (8 accumulators: FMA-bound instead of load-bound).
-            float* pairRows = backend._workerScratch[worker].Get(2L * cols);
-            for (int tile = 0; tile < Tokens; tile += TokenTile)
-            {
-                int tileEnd = Math.Min(Tokens, tile + TokenTile);
-                for (int r = first; r < end; r += 2)
-                {
-                    bool pair = r + 1 < end;
-                    float* w0 = F32Row(dense, r, pairRows);
-                    float* w1 = pair ? F32Row(dense, r + 1, pairRows + cols) : null;
-                    int t = tile;
-                    if (pair && CpuKernels.UseVectors)
-                    {
-                        for (; t + 4 <= tileEnd; t += 4)
-                            CpuKernels.Dot2x4(w0, w1, X + (long)t * cols, cols, Y + (long)t * outRows + r, outRows);
-                    }
-                    for (; t < tileEnd; t++)
-                    {
-                        Y[(long)t * outRows + r] = CpuKernels.Dot(w0, X + (long)t * cols, cols);
-                        if (pair)
-                            Y[(long)t * outRows + r + 1] = CpuKernels.Dot(w1, X + (long)t * cols, cols);
-                    }
-                }
-            }
-        }
-
-        private static float* F32Row(DenseWeight dense, int r, float* scratch)
-        {
-            if (dense.Type == ScalarType.F32)
-                return (float*)dense.Data + (long)r * dense.Cols;
-            CpuKernels.ToFloat(dense.Data, (long)r * dense.Cols, dense.Type, scratch, dense.Cols);
-            return scratch;
         }
     }
 

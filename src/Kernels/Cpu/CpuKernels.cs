@@ -173,71 +173,6 @@ internal static unsafe class CpuKernels
     }
 
     /// <summary>
-    /// Two f32 rows against four tokens x[t * n ..]: y[t * yStride + i] = dot(w_i, x_t), each loaded
-    /// vector of w used four times and each of x twice.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Dot2x4(float* w0, float* w1, float* x, int n, float* y, long yStride)
-    {
-        switch (s_vectorBits)
-        {
-            case 256: Dot2x4<Width256, Vector256<float>>(w0, w1, x, n, y, yStride); break;
-            case 512: Dot2x4<Width512, Vector512<float>>(w0, w1, x, n, y, yStride); break;
-            case 128: Dot2x4<Width128, Vector128<float>>(w0, w1, x, n, y, yStride); break;
-            default: Dot2x4<Width1, float>(w0, w1, x, n, y, yStride); break;
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Dot2x4<TWidth, TVector>(float* w0, float* w1, float* x, int n, float* y, long yStride)
-        where TWidth : struct, IVectorWidth<TVector>
-        where TVector : struct
-    {
-        float* x0 = x, x1 = x + n, x2 = x1 + n, x3 = x2 + n;
-        TVector a0 = TWidth.Zero, a1 = TWidth.Zero, a2 = TWidth.Zero, a3 = TWidth.Zero;
-        TVector b0 = TWidth.Zero, b1 = TWidth.Zero, b2 = TWidth.Zero, b3 = TWidth.Zero;
-        int width = TWidth.Count, i = 0;
-        for (; i + width <= n; i += width)
-        {
-            var u = TWidth.Load(w0 + i);
-            var v = TWidth.Load(w1 + i);
-            var x0i = TWidth.Load(x0 + i);
-            a0 = TWidth.MultiplyAdd(u, x0i, a0);
-            b0 = TWidth.MultiplyAdd(v, x0i, b0);
-            var x1i = TWidth.Load(x1 + i);
-            a1 = TWidth.MultiplyAdd(u, x1i, a1);
-            b1 = TWidth.MultiplyAdd(v, x1i, b1);
-            var x2i = TWidth.Load(x2 + i);
-            a2 = TWidth.MultiplyAdd(u, x2i, a2);
-            b2 = TWidth.MultiplyAdd(v, x2i, b2);
-            var x3i = TWidth.Load(x3 + i);
-            a3 = TWidth.MultiplyAdd(u, x3i, a3);
-            b3 = TWidth.MultiplyAdd(v, x3i, b3);
-        }
-        float s0 = TWidth.Sum(a0), s1 = TWidth.Sum(a1), s2 = TWidth.Sum(a2), s3 = TWidth.Sum(a3);
-        float t0 = TWidth.Sum(b0), t1 = TWidth.Sum(b1), t2 = TWidth.Sum(b2), t3 = TWidth.Sum(b3);
-        for (; i < n; i++)
-        {
-            s0 += w0[i] * x0[i];
-            s1 += w0[i] * x1[i];
-            s2 += w0[i] * x2[i];
-            s3 += w0[i] * x3[i];
-            t0 += w1[i] * x0[i];
-            t1 += w1[i] * x1[i];
-            t2 += w1[i] * x2[i];
-            t3 += w1[i] * x3[i];
-        }
-        y[0] = s0;
-        y[1] = t0;
-        y[yStride] = s1;
-        y[yStride + 1] = t1;
-        y[2 * yStride] = s2;
-        y[2 * yStride + 1] = t2;
-        y[3 * yStride] = s3;
-        y[3 * yStride + 1] = t3;
-    }
-
-    /// <summary>
     /// dot(bf16 row, x) without materializing the row. Decode streams each row once: with AVX2, 8 values
     /// per zero-extending load and the row prefetched 2 KiB ahead (one core: about 7-8 -> 9-10 GB/s).
     /// </summary>
@@ -358,21 +293,8 @@ internal static unsafe class CpuKernels
             MatVecQuantizedScalar(w, first, end, x, xSums, y);
             return;
         }
-        var rows = new QuantizedRows(w, (byte*)w.Packed, first, end, x, xs, xSums, y, 0);
-        ForEachRowRange(ref rows, single: true);
-    }
-
-    /// <summary>
-    /// Four tokens at once over rows [first, end): each chunk of codes is unpacked once and used
-    /// four times. x and xs: 4 token rows of Cols (raw and pre-scaled); xSums: 4 rows of GroupsPerRow;
-    /// y[t * yStride + r]. Vector paths only.
-    /// </summary>
-    public static void MatVecQuantized4(QuantizedWeight w, int first, int end, float* x, float* xs, float* xSums, float* y, long yStride)
-    {
-        if (!UseVectors)
-            throw new InvalidOperationException("MatVecQuantized4 is a vector kernel; the scalar path runs MatVecQuantized per token");
-        var rows = new QuantizedRows(w, (byte*)w.Packed, first, end, x, xs, xSums, y, yStride);
-        ForEachRowRange(ref rows, single: false);
+        var rows = new QuantizedRows(w, (byte*)w.Packed, first, end, x, xs, xSums, y);
+        ForEachRowRange(ref rows);
     }
 
     /// <summary>
@@ -380,13 +302,13 @@ internal static unsafe class CpuKernels
     /// 7 bytes past a row: harmless inside the matrix, so only the matrix's last row is copied to a
     /// padded buffer first.
     /// </summary>
-    private static void ForEachRowRange(ref QuantizedRows rows, bool single)
+    private static void ForEachRowRange(ref QuantizedRows rows)
     {
         int end = rows.End;
         bool lastRow = end == rows.Weight.Rows;
         if (lastRow)
             rows.End = end - 1;
-        Dispatch(ref rows, single);
+        Dispatch(ref rows);
         if (lastRow)
         {
             int rowBytes = rows.Weight.Cols * rows.Weight.Bits / 8;
@@ -395,11 +317,11 @@ internal static unsafe class CpuKernels
             rows.Packed = padded - (long)(end - 1) * rowBytes;
             rows.First = end - 1;
             rows.End = end;
-            Dispatch(ref rows, single);
+            Dispatch(ref rows);
         }
     }
 
-    private static void Dispatch(ref QuantizedRows rows, bool single)
+    private static void Dispatch(ref QuantizedRows rows)
     {
         if (rows.First >= rows.End)
             return;
@@ -408,51 +330,47 @@ internal static unsafe class CpuKernels
         {
             case 128:
                 if (eightBits)
-                    Dispatch<Width128, Vector128<float>, PortableCodes128<UnsignedLanes>>(ref rows, single);
+                    Dispatch<Width128, Vector128<float>, PortableCodes128<UnsignedLanes>>(ref rows);
                 else
-                    Dispatch<Width128, Vector128<float>, PortableCodes128<SignedLanes>>(ref rows, single);
+                    Dispatch<Width128, Vector128<float>, PortableCodes128<SignedLanes>>(ref rows);
                 break;
             case 512:
                 if (eightBits)
-                    Dispatch<Width512, Vector512<float>, PortableCodes512<UnsignedLanes>>(ref rows, single);
+                    Dispatch<Width512, Vector512<float>, PortableCodes512<UnsignedLanes>>(ref rows);
                 else
-                    Dispatch<Width512, Vector512<float>, PortableCodes512<SignedLanes>>(ref rows, single);
+                    Dispatch<Width512, Vector512<float>, PortableCodes512<SignedLanes>>(ref rows);
                 break;
             default:
                 if (rows.Weight.Bits <= 4 && UseAvx2)
-                    Dispatch<Width256, Vector256<float>, Avx2Codes>(ref rows, single);
+                    Dispatch<Width256, Vector256<float>, Avx2Codes>(ref rows);
                 else if (eightBits)
-                    Dispatch<Width256, Vector256<float>, PortableCodes256<UnsignedLanes>>(ref rows, single);
+                    Dispatch<Width256, Vector256<float>, PortableCodes256<UnsignedLanes>>(ref rows);
                 else
-                    Dispatch<Width256, Vector256<float>, PortableCodes256<SignedLanes>>(ref rows, single);
+                    Dispatch<Width256, Vector256<float>, PortableCodes256<SignedLanes>>(ref rows);
                 break;
         }
     }
 
-    private static void Dispatch<TWidth, TVector, TCodes>(ref QuantizedRows rows, bool single)
+    private static void Dispatch<TWidth, TVector, TCodes>(ref QuantizedRows rows)
         where TWidth : struct, IVectorWidth<TVector>
         where TVector : struct
         where TCodes : struct, ICodes<TCodes, TVector>
     {
-        switch (rows.Weight.ScaleType, single)
+        switch (rows.Weight.ScaleType)
         {
-            case (ScalarType.BF16, true): MatVec1<TWidth, TVector, TCodes, Bf16Scales>(ref rows); break;
-            case (ScalarType.BF16, false): MatVec4<TWidth, TVector, TCodes, Bf16Scales>(ref rows); break;
-            case (ScalarType.F16, true): MatVec1<TWidth, TVector, TCodes, F16Scales>(ref rows); break;
-            case (ScalarType.F16, false): MatVec4<TWidth, TVector, TCodes, F16Scales>(ref rows); break;
-            case (_, true): MatVec1<TWidth, TVector, TCodes, F32Scales>(ref rows); break;
-            default: MatVec4<TWidth, TVector, TCodes, F32Scales>(ref rows); break;
+            case ScalarType.BF16: MatVec1<TWidth, TVector, TCodes, Bf16Scales>(ref rows); break;
+            case ScalarType.F16: MatVec1<TWidth, TVector, TCodes, F16Scales>(ref rows); break;
+            default: MatVec1<TWidth, TVector, TCodes, F32Scales>(ref rows); break;
         }
     }
 
     /// <summary>Arguments of a quantized row-range kernel (a struct so the padded-last-row pass can redirect Packed).</summary>
-    private struct QuantizedRows(QuantizedWeight weight, byte* packed, int first, int end, float* x, float* xs, float* xSums, float* y, long yStride)
+    private struct QuantizedRows(QuantizedWeight weight, byte* packed, int first, int end, float* x, float* xs, float* xSums, float* y)
     {
         public readonly QuantizedWeight Weight = weight;
         public byte* Packed = packed;
         public int First = first, End = end;
         public readonly float* X = x, Xs = xs, XSums = xSums, Y = y;
-        public readonly long YStride = yStride;
     }
 
     /// <summary>
@@ -654,65 +572,6 @@ internal static unsafe class CpuKernels
                 biasTerm += TScales.Load(biases, firstGroup + g) * xSums[g];
             }
             y[row] = TWidth.Sum(acc) + biasTerm;
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MatVec4<TWidth, TVector, TCodes, TScales>(ref QuantizedRows a)
-        where TWidth : struct, IVectorWidth<TVector>
-        where TVector : struct
-        where TCodes : struct, ICodes<TCodes, TVector>
-        where TScales : struct, IScales
-    {
-        var w = a.Weight;
-        var codes = TCodes.Create(w.Bits);
-        int bits = w.Bits, groups = w.GroupsPerRow, cols = w.Cols, groupSize = w.GroupSize;
-        int width = TWidth.Count, step = 2 * width;
-        nint stepBytes = step * bits / 8;
-        int rowBytes = cols * bits / 8;
-        nint scales = w.Scales, biases = w.Biases;
-        float* x0 = TCodes.ScaledLanes ? a.Xs : a.X, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
-        float* s0 = a.XSums, s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
-        float* y = a.Y;
-        long stride = a.YStride;
-
-        for (int row = a.First; row < a.End; row++)
-        {
-            byte* p = a.Packed + (long)row * rowBytes;
-            long firstGroup = (long)row * groups;
-            TVector acc0 = TWidth.Zero, acc1 = TWidth.Zero, acc2 = TWidth.Zero, acc3 = TWidth.Zero;
-            float bias0 = 0, bias1 = 0, bias2 = 0, bias3 = 0;
-            int e = 0;
-            for (int g = 0; g < groups; g++)
-            {
-                TVector g0 = TWidth.Zero, g1 = TWidth.Zero, g2 = TWidth.Zero, g3 = TWidth.Zero;
-                for (int k = 0; k < groupSize; k += step, p += stepBytes, e += step)
-                {
-                    codes.Decode(p, out var c, out var d);
-                    g0 = TWidth.MultiplyAdd(c, TWidth.Load(x0 + e), g0);
-                    g1 = TWidth.MultiplyAdd(c, TWidth.Load(x1 + e), g1);
-                    g2 = TWidth.MultiplyAdd(c, TWidth.Load(x2 + e), g2);
-                    g3 = TWidth.MultiplyAdd(c, TWidth.Load(x3 + e), g3);
-                    g0 = TWidth.MultiplyAdd(d, TWidth.Load(x0 + e + width), g0);
-                    g1 = TWidth.MultiplyAdd(d, TWidth.Load(x1 + e + width), g1);
-                    g2 = TWidth.MultiplyAdd(d, TWidth.Load(x2 + e + width), g2);
-                    g3 = TWidth.MultiplyAdd(d, TWidth.Load(x3 + e + width), g3);
-                }
-                var scale = TWidth.Create(TScales.Load(scales, firstGroup + g));
-                float bias = TScales.Load(biases, firstGroup + g);
-                acc0 = TWidth.MultiplyAdd(g0, scale, acc0);
-                acc1 = TWidth.MultiplyAdd(g1, scale, acc1);
-                acc2 = TWidth.MultiplyAdd(g2, scale, acc2);
-                acc3 = TWidth.MultiplyAdd(g3, scale, acc3);
-                bias0 += bias * s0[g];
-                bias1 += bias * s1[g];
-                bias2 += bias * s2[g];
-                bias3 += bias * s3[g];
-            }
-            y[row] = TWidth.Sum(acc0) + bias0;
-            y[stride + row] = TWidth.Sum(acc1) + bias1;
-            y[2 * stride + row] = TWidth.Sum(acc2) + bias2;
-            y[3 * stride + row] = TWidth.Sum(acc3) + bias3;
         }
     }
 
