@@ -20,6 +20,7 @@ public sealed unsafe class GemmTests : IDisposable
     private static readonly int[] TokenCounts = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 33, 70];
     private static readonly int[] OutRows = [1, 7, 16, 23, 50];
 
+    private readonly CpuIsa _previousIsa = CpuKernels.Isa;
     private readonly RandomWeights _weights = new(seed: 99, pageAligned: true);
     private readonly float* _scratch = (float*)NativeMemory.AlignedAlloc((nuint)GemmKernels.ScratchFloats * 4, 64);
 
@@ -27,8 +28,7 @@ public sealed unsafe class GemmTests : IDisposable
     {
         NativeMemory.AlignedFree(_scratch);
         _weights.Dispose();
-        CpuKernels.UseVectors = Vector256.IsHardwareAccelerated;
-        CpuKernels.UseAvx2 = System.Runtime.Intrinsics.X86.Avx2.IsSupported;
+        CpuKernels.Isa = _previousIsa;
     }
 
     public static TheoryData<string, int, int> QuantizedCases()
@@ -153,7 +153,13 @@ public sealed unsafe class GemmTests : IDisposable
 
     private static void UseIsa(string isa)
     {
-        CpuKernels.UseVectors = isa != "scalar" && Vector256.IsHardwareAccelerated;
-        CpuKernels.UseAvx2 = isa == "avx2" && System.Runtime.Intrinsics.X86.Avx2.IsSupported;
+        // A machine without AVX2 (or without accelerated Vector256) runs the next path down instead.
+        CpuKernels.Isa = isa switch
+        {
+            "avx2" when System.Runtime.Intrinsics.X86.Avx2.IsSupported => CpuIsa.Avx2,
+            "scalar" => CpuIsa.Scalar,
+            _ when Vector256.IsHardwareAccelerated => CpuIsa.Vector256,
+            _ => CpuIsa.Scalar,
+        };
     }
 }
