@@ -1,0 +1,26 @@
+using Pipeline.Actors.Execution;
+using Pipeline.Actors.Tests.Infrastructure;
+using Pipeline.Model.Checkpoint;
+
+namespace Pipeline.Actors.Tests;
+
+public class LayerPrefetcherTests
+{
+    [Fact]
+    public void ALayerThePageCacheHoldsIsNotTouchedAgain()
+    {
+        using var checkpoint = Gemma4Checkpoint.Open(TestPaths.TinyModel);
+        // Reading the files puts every page of the weights in the page cache.
+        foreach (var file in Directory.EnumerateFiles(TestPaths.TinyModel, "*.safetensors"))
+            File.ReadAllBytes(file);
+
+        using var prefetcher = new LayerPrefetcher(checkpoint);
+        prefetcher.Request(0);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (prefetcher.Prefetched < 1 && DateTime.UtcNow < deadline)
+            Thread.Sleep(5);
+
+        Assert.Equal(1, prefetcher.Prefetched);
+        Assert.Equal(prefetcher.RegionCount(0), prefetcher.RegionsAlreadyResident);
+    }
+}
