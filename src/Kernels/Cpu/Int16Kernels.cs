@@ -20,7 +20,7 @@ namespace Pipeline.Kernels.Cpu;
 /// shift and an and per 32 (2-bit: byte j of vector k is element 4j+k of a pair of groups; 4-bit: low
 /// and high nibbles of 16 bytes of two groups, one group per 128-bit lane); x is stored once per op in
 /// that order, so each 128-bit lane holds one group and a pair of groups shares the int16-to-int32 step
-/// and one scale FMA (lane scales of every pair precomputed per row: <see cref="PairScales"/>).
+/// and one scale FMA.
 /// </para>
 /// <para>
 /// 3 bits: the same terms, one group per 128-bit lane. Codes come out as bytes: a code starts at bit 3k of its 3-byte chunk,
@@ -183,32 +183,15 @@ internal static unsafe class Int16Kernels
         }
     }
 
-    /// <summary>Floats <see cref="PairScales"/> writes for a row of <paramref name="groups"/> groups.</summary>
-    private static int PairScaleFloats(int groups) => 4 * (groups + 1);
-
-    /// <summary>
-    /// destination[4g..4g+3] = scale[g] * step[g], and four zeros after the last group: the lane scales
-    /// of the pair starting at group g (lanes 0-3 group g, 4-7 group g+1, or zero for a lone last
-    /// group's missing partner) are one load in the dot loop.
-    /// </summary>
+    /// <summary>Per-lane scales of a pair of groups: step * scale of group g in lanes 0-3, of group g+1 in 4-7.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PairScales(ushort* scales, float* xSteps, int groups, float* destination)
-    {
-        var firstPair = Vector256.Create(0, 0, 0, 0, 1, 1, 1, 1);
-        var two = Vector256.Create(2);
-        int g = 0;
-        for (; g + 8 <= groups; g += 8)
-        {
-            var s = Int8Kernels.Bf16x8(scales + g) * Vector256.Load(xSteps + g);
-            Avx2.PermuteVar8x32(s, firstPair).Store(destination + 4 * g);
-            Avx2.PermuteVar8x32(s, firstPair + two).Store(destination + 4 * g + 8);
-            Avx2.PermuteVar8x32(s, firstPair + two + two).Store(destination + 4 * g + 16);
-            Avx2.PermuteVar8x32(s, firstPair + two + two + two).Store(destination + 4 * g + 24);
-        }
-        for (; g < groups; g++)
-            Vector128.Create(Int8Kernels.Bf16(scales, g) * xSteps[g]).Store(destination + 4 * g);
-        Vector128<float>.Zero.Store(destination + 4 * groups);
-    }
+    private static Vector256<float> PairScale(float* rowScales, int g) =>
+        Vector256.Create(Vector128.Create(rowScales[g]), Vector128.Create(rowScales[g + 1]));
+
+    /// <summary>Lane scales of a lone last group (its missing partner's lanes zero).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> LoneScale(float* rowScales, int g) =>
+        Vector256.Create(Vector128.Create(rowScales[g]), Vector128<float>.Zero);
 
     // ---------------- Three int8 terms against u8 codes ----------------
 
@@ -248,11 +231,11 @@ internal static unsafe class Int16Kernels
     private static void MatVec2Bit(QuantizedWeight w, int first, int end, sbyte* xq, float* xSteps, float* xSums, float* y)
     {
         int groups = w.GroupsPerRow, rowBytes = w.Cols / 4;
-        float* pairScales = stackalloc float[PairScaleFloats(groups)];
+        float* rowScales = stackalloc float[groups];
         for (int row = first; row < end; row++)
         {
             byte* p = (byte*)w.Packed + (long)row * rowBytes;
-            PairScales((ushort*)w.Scales + (long)row * groups, xSteps, groups, pairScales);
+            Int8Kernels.RowScales((ushort*)w.Scales + (long)row * groups, xSteps, groups, rowScales);
             PrefetchRowScales(w, row + 1, groups);
             var acc0 = Vector256<float>.Zero;
             var acc1 = Vector256<float>.Zero;
@@ -260,11 +243,11 @@ internal static unsafe class Int16Kernels
             for (; g + 4 <= groups; g += 4)
             {
                 Sse.Prefetch0(p + g * 16 + PrefetchBytes);
-                acc0 = Vector256.MultiplyAddEstimate(Pair2Bit(p + g * 16, xq + g * 3 * GroupSize), Vector256.Load(pairScales + 4 * g), acc0);
-                acc1 = Vector256.MultiplyAddEstimate(Pair2Bit(p + g * 16 + 32, xq + (g + 2) * 3 * GroupSize), Vector256.Load(pairScales + 4 * g + 8), acc1);
+                acc0 = Vector256.MultiplyAddEstimate(Pair2Bit(p + g * 16, xq + g * 3 * GroupSize), PairScale(rowScales, g), acc0);
+                acc1 = Vector256.MultiplyAddEstimate(Pair2Bit(p + g * 16 + 32, xq + (g + 2) * 3 * GroupSize), PairScale(rowScales, g + 2), acc1);
             }
             if (g < groups)
-                acc0 = Vector256.MultiplyAddEstimate(Pair2Bit(p + g * 16, xq + g * 3 * GroupSize), Vector256.Load(pairScales + 4 * g), acc0);
+                acc0 = Vector256.MultiplyAddEstimate(Pair2Bit(p + g * 16, xq + g * 3 * GroupSize), PairScale(rowScales, g), acc0);
             y[row] = Vector256.Sum(acc0 + acc1) + Int8Kernels.BiasTerm((ushort*)w.Biases + (long)row * groups, xSums, groups);
         }
     }
@@ -290,11 +273,11 @@ internal static unsafe class Int16Kernels
     private static void MatVec4Bit(QuantizedWeight w, int first, int end, sbyte* xq, float* xSteps, float* xSums, float* y)
     {
         int groups = w.GroupsPerRow, rowBytes = w.Cols / 2;
-        float* pairScales = stackalloc float[PairScaleFloats(groups)];
+        float* rowScales = stackalloc float[groups];
         for (int row = first; row < end; row++)
         {
             byte* p = (byte*)w.Packed + (long)row * rowBytes;
-            PairScales((ushort*)w.Scales + (long)row * groups, xSteps, groups, pairScales);
+            Int8Kernels.RowScales((ushort*)w.Scales + (long)row * groups, xSteps, groups, rowScales);
             PrefetchRowScales(w, row + 1, groups);
             var acc0 = Vector256<float>.Zero;
             var acc1 = Vector256<float>.Zero;
@@ -303,16 +286,16 @@ internal static unsafe class Int16Kernels
             {
                 Sse.Prefetch0(p + g * 32 + PrefetchBytes);
                 Sse.Prefetch0(p + g * 32 + PrefetchBytes + 64);
-                acc0 = Vector256.MultiplyAddEstimate(Pair4Bit(p + g * 32, p + g * 32 + 32, xq + g * 3 * GroupSize), Vector256.Load(pairScales + 4 * g), acc0);
-                acc1 = Vector256.MultiplyAddEstimate(Pair4Bit(p + g * 32 + 64, p + g * 32 + 96, xq + (g + 2) * 3 * GroupSize), Vector256.Load(pairScales + 4 * g + 8), acc1);
+                acc0 = Vector256.MultiplyAddEstimate(Pair4Bit(p + g * 32, p + g * 32 + 32, xq + g * 3 * GroupSize), PairScale(rowScales, g), acc0);
+                acc1 = Vector256.MultiplyAddEstimate(Pair4Bit(p + g * 32 + 64, p + g * 32 + 96, xq + (g + 2) * 3 * GroupSize), PairScale(rowScales, g + 2), acc1);
             }
             if (g + 2 <= groups)
             {
-                acc0 = Vector256.MultiplyAddEstimate(Pair4Bit(p + g * 32, p + g * 32 + 32, xq + g * 3 * GroupSize), Vector256.Load(pairScales + 4 * g), acc0);
+                acc0 = Vector256.MultiplyAddEstimate(Pair4Bit(p + g * 32, p + g * 32 + 32, xq + g * 3 * GroupSize), PairScale(rowScales, g), acc0);
                 g += 2;
             }
             if (g < groups)
-                acc1 = Vector256.MultiplyAddEstimate(Pair4Bit(p + g * 32, null, xq + g * 3 * GroupSize), Vector256.Load(pairScales + 4 * g), acc1);
+                acc1 = Vector256.MultiplyAddEstimate(Pair4Bit(p + g * 32, null, xq + g * 3 * GroupSize), LoneScale(rowScales, g), acc1);
             y[row] = Vector256.Sum(acc0 + acc1) + Int8Kernels.BiasTerm((ushort*)w.Biases + (long)row * groups, xSums, groups);
         }
     }
@@ -431,11 +414,11 @@ internal static unsafe class Int16Kernels
         var shifts01 = ThreeBitLayout.Shifts01;
         var shifts2 = ThreeBitLayout.Shifts2;
         var shifts3 = ThreeBitLayout.Shifts3;
-        float* pairScales = stackalloc float[PairScaleFloats(groups)];
+        float* rowScales = stackalloc float[groups];
         for (int row = first; row < end; row++)
         {
             byte* p = (byte*)w.Packed + (long)row * rowBytes;
-            PairScales((ushort*)w.Scales + (long)row * groups, xSteps, groups, pairScales);
+            Int8Kernels.RowScales((ushort*)w.Scales + (long)row * groups, xSteps, groups, rowScales);
             PrefetchRowScales(w, row + 1, groups);
             var acc0 = Vector256<float>.Zero;
             var acc1 = Vector256<float>.Zero;
@@ -446,15 +429,15 @@ internal static unsafe class Int16Kernels
                 Sse.Prefetch0(q + PrefetchBytes);
                 Sse.Prefetch0(q + PrefetchBytes + 64);
                 acc0 = Vector256.MultiplyAddEstimate(Pair(Vector256.Load(q + 8), Vector256.Create(Vector128.Load(q), Vector128.Load(q + 32)), xq + g * 3 * GroupSize),
-                                                     Vector256.Load(pairScales + 4 * g), acc0);
+                                                     PairScale(rowScales, g), acc0);
                 acc1 = Vector256.MultiplyAddEstimate(Pair(Vector256.Load(q + 56), Vector256.Create(Vector128.Load(q + 48), Vector128.Load(q + 80)), xq + (g + 2) * 3 * GroupSize),
-                                                     Vector256.Load(pairScales + 4 * g + 8), acc1);
+                                                     PairScale(rowScales, g + 2), acc1);
             }
             if (g + 2 <= groups)
             {
                 byte* q = p + g * 24;
                 acc0 = Vector256.MultiplyAddEstimate(Pair(Vector256.Load(q + 8), Vector256.Create(Vector128.Load(q), Vector128.Load(q + 32)), xq + g * 3 * GroupSize),
-                                                     Vector256.Load(pairScales + 4 * g), acc0);
+                                                     PairScale(rowScales, g), acc0);
                 g += 2;
             }
             if (g < groups)
@@ -462,7 +445,7 @@ internal static unsafe class Int16Kernels
                 // A lone last group: only its own 24 bytes are read; the partner lane is zero.
                 byte* q = p + g * 24;
                 acc1 = Vector256.MultiplyAddEstimate(Pair(Vector256.Create(Vector128.Load(q + 8), Vector128<byte>.Zero), Vector256.Create(Vector128.Load(q), Vector128<byte>.Zero), xq + g * 3 * GroupSize),
-                                                     Vector256.Load(pairScales + 4 * g), acc1);
+                                                     LoneScale(rowScales, g), acc1);
             }
             y[row] = Vector256.Sum(acc0 + acc1) + Int8Kernels.BiasTerm((ushort*)w.Biases + (long)row * groups, xSums, groups);
         }
