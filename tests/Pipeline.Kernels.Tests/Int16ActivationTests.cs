@@ -7,7 +7,7 @@ namespace Pipeline.Kernels.Tests;
 
 /// <summary>
 /// The default decode matvec on activations split into integer terms (<see cref="Int16Kernels"/>:
-/// three int8 terms for 2/4 bits, two int16 terms for 3 bits) against its scalar twin (the same
+/// three int8 terms for 2, 3 and 4 bits) against its scalar twin (the same
 /// integer math element by element from the MLX layout) and against the exact f32 reference at f32
 /// accuracy. In the collection of the tests that switch kernel paths process-wide, since the path
 /// exists only with AVX2 on.
@@ -42,6 +42,8 @@ public sealed unsafe class Int16ActivationTests : IDisposable
             data.Add(bits, 17, 448, 1);      // 7 groups: 4-bit four-group step, a pair, a lone group
         }
         data.Add(3, 40, 320, 1);             // 3-bit chunks cross words and 128-bit halves
+        data.Add(3, 21, 960, 2);             // 3-bit: 15 groups (four-group steps, a pair, a lone group), 2 tokens
+        data.Add(3, 300, 704, 3);            // 3-bit: 11 groups, multi-threaded, 3 tokens
         data.Add(2, 6, 384, 2);              // 2-bit: one four-group step and a tail pair
         data.Add(2, 3, 5376, 1);             // 31B widths: gate/up and q/k/v (84 groups), down (336)
         data.Add(4, 3, 5376, 1);
@@ -111,16 +113,13 @@ public sealed unsafe class Int16ActivationTests : IDisposable
     }
 
     /// <summary>
-    /// The split math element by element, per group with t = x * levels / max|x| and hi = round(t):
-    /// 2/4 bits (levels 127) mid = round((t - hi) * 181), lo = round(((t - hi) * 181 - mid) * 181),
-    /// S = q.(32761 hi + 181 mid + lo), step = max|x| / 127 / 32761; 3 bits (levels 32767)
-    /// lo = round((t - hi) * 1024), S = q.(1024 hi + lo), step = max|x| / 32767 / 1024;
+    /// The split math element by element, per group with t = x * 127 / max|x|, hi = round(t),
+    /// mid = round((t - hi) * 181), lo = round(((t - hi) * 181 - mid) * 181),
+    /// S = q.(32761 hi + 181 mid + lo), step = max|x| / 127 / 32761;
     /// y = sum_g scale * step * S + bias * sum(x); also sum|w x| for the tolerance.
     /// </summary>
     private static (float Value, double Magnitude) Twin(QuantizedWeight w, ReadOnlySpan<float> x, int row)
     {
-        bool threeBit = w.Bits == 3;
-        float levels = threeBit ? 32767f : 127f;
         double value = 0, magnitude = 0;
         for (int g = 0; g < w.GroupsPerRow; g++)
         {
@@ -132,23 +131,15 @@ public sealed unsafe class Int16ActivationTests : IDisposable
                 max = MathF.Max(max, MathF.Abs(x[i]));
                 sum += x[i];
             }
-            float step = threeBit ? max / 32767f / 1024 : max / 127f / (181 * 181);
-            float inverse = max > 0 ? levels / max : 0f;
+            float step = max / 127f / (181 * 181);
+            float inverse = max > 0 ? 127f / max : 0f;
             long dot = 0;
             for (int i = g * 64; i < (g + 1) * 64; i++)
             {
                 uint q = ReferenceWeights.Code(w, row, i);
                 float t = x[i] * inverse, hi = MathF.Round(t);
-                long term;
-                if (threeBit)
-                {
-                    term = 1024 * (long)hi + (long)MathF.Round((t - hi) * 1024f);
-                }
-                else
-                {
-                    float midScaled = (t - hi) * 181, mid = MathF.Round(midScaled);
-                    term = 181 * 181 * (long)hi + 181 * (long)mid + (long)MathF.Round((midScaled - mid) * 181);
-                }
+                float midScaled = (t - hi) * 181, mid = MathF.Round(midScaled);
+                long term = 181 * 181 * (long)hi + 181 * (long)mid + (long)MathF.Round((midScaled - mid) * 181);
                 dot += q * term;
                 magnitude += Math.Abs(ReferenceWeights.At(w, row, i) * x[i]);
             }

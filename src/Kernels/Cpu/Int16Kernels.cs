@@ -11,7 +11,7 @@ namespace Pipeline.Kernels.Cpu;
 /// f32 level (about 1e-7 of a group's largest |x|), so the model tests' 5e-3 against the f32
 /// reference hold; one int16 term alone (1.5e-5) moved the tiny test model's logits by 2.5e-2.
 /// <para>
-/// 2 and 4 bits: three int8 terms, multiplied with u8 codes by vpmaddubsw (32 codes per instruction).
+/// Three int8 terms, multiplied with u8 codes by vpmaddubsw (32 codes per instruction).
 /// Per group t = x * 127 / max|x|, hi = round(t), mid = round((t - hi) * 181), lo = round(((t - hi) * 181 - mid) * 181),
 /// so x = step * (32761 hi + 181 mid + lo) with step = max|x| / (127 * 32761), up to 1.2e-7 of max|x|. The
 /// int16 products of each term are summed (at most 4 * 2 * 15 * 127 = 15240: no saturation) and one
@@ -19,14 +19,16 @@ namespace Pipeline.Kernels.Cpu;
 /// scale * step * S + bias * sum(x), sum(x) from the f32 x. Codes come out of the packed bytes with a
 /// shift and an and per 32 (2-bit: byte j of vector k is element 4j+k of a pair of groups; 4-bit: low
 /// and high nibbles of 16 bytes of two groups, one group per 128-bit lane); x is stored once per op in
-/// that order, so each vector lane holds one group and a pair of groups shares the int16-to-int32 step.
+/// that order, so each 128-bit lane holds one group and a pair of groups shares the int16-to-int32 step
+/// and one scale FMA.
 /// </para>
 /// <para>
-/// 3 bits: codes cut out as 16-bit words (a vpshufb puts the two bytes around each code in a word,
-/// one vpsrlvd shifts each pair of words by their code's offset; two 16-byte loads per group) against
-/// two int16 terms,
-/// hi = round(t) with t = x * 32767 / max|x| and lo = round((t - hi) * 1024), combined in int32 as
-/// (q . hi) * 1024 + q . lo (at most 8 * 7 * (32767 * 1024 + 512) = 1.88e9 per lane): up to 1.5e-8 of max|x|.
+/// 3 bits: the same terms, one group per 128-bit lane. Codes come out as bytes: a code starts at bit 3k of its 3-byte chunk,
+/// so its offset in its byte (3k mod 8, the "residue") is the same for code k of every chunk. A vpshufb
+/// gathers into each dword the bytes holding four codes of one residue (four chunks), one vpsrlvd shifts
+/// each dword by that residue and an and keeps 3 bits. The two residues whose codes cross a byte (codes
+/// 2 and 5 of a chunk) take two bytes per code: 16-bit words, masked and packed to bytes (vpackuswb).
+/// See <see cref="ThreeBitLayout"/>.
 /// </para>
 /// <para>
 /// Decode streams every weight once, so each kernel prefetches the packed codes
@@ -39,20 +41,14 @@ internal static unsafe class Int16Kernels
     /// <summary>Group size the kernels are written for.</summary>
     public const int GroupSize = 64;
 
-    /// <summary>Largest |hi| of the 2/4-bit terms (int8).</summary>
+    /// <summary>Largest |hi| of the terms (int8).</summary>
     private const float ByteLevels = 127f;
 
-    /// <summary>Steps of mid per unit of hi, and of lo per unit of mid (2/4 bits).</summary>
+    /// <summary>Steps of mid per unit of hi, and of lo per unit of mid.</summary>
     private const int MidSteps = 181;
 
     /// <summary>Weight of hi against lo: MidSteps^2, still an int16 vpmaddwd factor.</summary>
     private const int HiWeight = MidSteps * MidSteps;
-
-    /// <summary>Largest |hi| of the 3-bit terms (int16).</summary>
-    private const float ShortLevels = 32767f;
-
-    /// <summary>Steps of lo per unit of hi (3 bits); a power of two so the int32 combine is a shift.</summary>
-    private const int ThreeBitLowShift = 10;
 
     /// <summary>How far ahead of the codes being multiplied the packed codes are prefetched.</summary>
     private const int PrefetchBytes = 2048;
@@ -61,10 +57,10 @@ internal static unsafe class Int16Kernels
     public static bool Supports(QuantizedWeight w) => Int8Kernels.Supports(w);
 
     /// <summary>
-    /// Int16 values one token's prepared x takes for a <paramref name="bits"/>-bit weight: two int16 terms
-    /// per element (3 bits), or three int8 terms per element of whole pairs of groups (2, 4 bits).
+    /// Int16 values one token's prepared x takes: three int8 terms per element of whole pairs of groups
+    /// (the same for every <paramref name="bits"/> the kernels take).
     /// </summary>
-    public static int InputShorts(int cols, int bits) => bits == 3 ? 2 * cols : 3 * GroupSize * ((cols / GroupSize + 1) / 2);
+    public static int InputShorts(int cols, int bits) => 3 * GroupSize * ((cols / GroupSize + 1) / 2);
 
     /// <summary>
     /// Splits one token's x[cols] for a <paramref name="bits"/>-bit weight into its integer terms
@@ -76,7 +72,8 @@ internal static unsafe class Int16Kernels
     public static void QuantizeInput(float* x, int cols, int bits, short* xq, float* xSteps, float* xSums)
     {
         int groups = cols / GroupSize;
-        int* terms = stackalloc int[3 * GroupSize];   // [hi | mid | lo] or [hi | lo] of one group, element order
+        int* terms = stackalloc int[3 * GroupSize];   // [hi | mid | lo] of one group, element order
+        var midSteps = Vector256.Create((float)MidSteps);
         for (int g = 0; g < groups; g++)
         {
             float* xg = x + g * GroupSize;
@@ -90,62 +87,41 @@ internal static unsafe class Int16Kernels
             }
             float max = MaxAcross(maxes);
             xSums[g] = Vector256.Sum(sums);
-            if (bits == 3)
+            xSteps[g] = max / ByteLevels / HiWeight;
+            var inverse = Vector256.Create(max > 0 ? ByteLevels / max : 0f);
+            for (int i = 0; i < GroupSize; i += 8)
             {
-                xSteps[g] = max / ShortLevels / (1 << ThreeBitLowShift);
-                var inverse = Vector256.Create(max > 0 ? ShortLevels / max : 0f);
-                for (int i = 0; i < GroupSize; i += 8)
-                {
-                    var t = Vector256.Load(xg + i) * inverse;
-                    var hi = Vector256.Round(t);
-                    Vector256.ConvertToInt32(hi).Store(terms + i);
-                    Vector256.ConvertToInt32(Vector256.Round((t - hi) * Vector256.Create((float)(1 << ThreeBitLowShift)))).Store(terms + GroupSize + i);
-                }
-                short* q = xq + g * 2 * GroupSize;
-                byte* slots = ThreeBitSlots;
-                for (int i = 0; i < GroupSize; i++)
-                {
-                    q[slots[i]] = (short)terms[i];
-                    q[GroupSize + slots[i]] = (short)terms[GroupSize + i];
-                }
+                var t = Vector256.Load(xg + i) * inverse;
+                var hi = Vector256.Round(t);
+                var midScaled = (t - hi) * midSteps;
+                var mid = Vector256.Round(midScaled);
+                Vector256.ConvertToInt32(hi).Store(terms + i);
+                Vector256.ConvertToInt32(mid).Store(terms + GroupSize + i);
+                Vector256.ConvertToInt32(Vector256.Round((midScaled - mid) * midSteps)).Store(terms + 2 * GroupSize + i);
             }
-            else
+            // [hi | mid | lo] of 128 bytes per pair of groups; the second group of a pair fills the
+            // upper 128-bit lane of each term vector.
+            sbyte* block = (sbyte*)xq + g / 2 * 6 * GroupSize + (g & 1) * 16;
+            byte* slots = bits switch
             {
-                xSteps[g] = max / ByteLevels / HiWeight;
-                var inverse = Vector256.Create(max > 0 ? ByteLevels / max : 0f);
-                var midSteps = Vector256.Create((float)MidSteps);
-                for (int i = 0; i < GroupSize; i += 8)
-                {
-                    var t = Vector256.Load(xg + i) * inverse;
-                    var hi = Vector256.Round(t);
-                    var midScaled = (t - hi) * midSteps;
-                    var mid = Vector256.Round(midScaled);
-                    Vector256.ConvertToInt32(hi).Store(terms + i);
-                    Vector256.ConvertToInt32(mid).Store(terms + GroupSize + i);
-                    Vector256.ConvertToInt32(Vector256.Round((midScaled - mid) * midSteps)).Store(terms + 2 * GroupSize + i);
-                }
-                // [hi | mid | lo] of 128 bytes per pair of groups; the second group of a pair fills the
-                // upper 128-bit lane (4-bit) or bytes 16-31 (2-bit) of each term vector.
-                sbyte* block = (sbyte*)xq + g / 2 * 6 * GroupSize + (g & 1) * 16;
-                byte* slots = bits == 2 ? TwoBitSlots : FourBitSlots;
-                for (int i = 0; i < GroupSize; i++)
-                {
-                    int slot = slots[i];
-                    block[slot] = (sbyte)terms[i];
-                    block[2 * GroupSize + slot] = (sbyte)terms[GroupSize + i];
-                    block[4 * GroupSize + slot] = (sbyte)terms[2 * GroupSize + i];
-                }
-            }
-        }
-        if (bits != 3 && groups % 2 == 1)
-        {
-            // A lone last group (4-bit only): its missing partner's terms are zero.
-            sbyte* block = (sbyte*)xq + groups / 2 * 6 * GroupSize + 16;
+                2 => TwoBitSlots,
+                3 => (g & 1) == 0 ? ThreeBitLayout.FirstSlots : ThreeBitLayout.SecondSlots,
+                _ => FourBitSlots,
+            };
             for (int i = 0; i < GroupSize; i++)
             {
-                int slot = FourBitSlots[i];
-                block[slot] = block[2 * GroupSize + slot] = block[4 * GroupSize + slot] = 0;
+                int slot = slots[i];
+                block[slot] = (sbyte)terms[i];
+                block[2 * GroupSize + slot] = (sbyte)terms[GroupSize + i];
+                block[4 * GroupSize + slot] = (sbyte)terms[2 * GroupSize + i];
             }
+        }
+        if (groups % 2 == 1)
+        {
+            // A lone last group (3/4-bit): its missing partner's terms, the upper lanes of the 12 term vectors, are zero.
+            sbyte* block = (sbyte*)xq + groups / 2 * 6 * GroupSize + 16;
+            for (int v = 0; v < 12; v++)
+                Vector128<sbyte>.Zero.Store(block + 32 * v);
         }
     }
 
@@ -166,13 +142,6 @@ internal static unsafe class Int16Kernels
 
     private static readonly byte* FourBitSlots = Table(i => ((i / 2 < 16 ? 0 : 2) + i % 2) * 32 + i / 2 % 16);
 
-    /// <summary>Short of a 3-bit group's terms that element i goes to: word w of code vector c holds element 8 * (2c + w % 2) + (w % 8) / 2 + 4 * (w / 8).</summary>
-    private static readonly byte* ThreeBitSlots = Table(i =>
-    {
-        int chunk = i / 8, code = i % 8;
-        return chunk / 2 * 16 + code / 4 * 8 + code % 4 * 2 + chunk % 2;
-    });
-
     /// <summary>A process-lifetime native table of 64 slots (read in the hot loop without bounds checks).</summary>
     private static byte* Table(Func<int, int> slot)
     {
@@ -191,13 +160,13 @@ internal static unsafe class Int16Kernels
         int groups = w.GroupsPerRow, shorts = InputShorts(w.Cols, w.Bits);
         for (int t = 0; t < tokens; t++)
         {
-            short* x = xq + (long)t * shorts;
+            sbyte* x = (sbyte*)(xq + (long)t * shorts);
             float* steps = xSteps + (long)t * groups, sums = xSums + (long)t * groups, yt = y + t * yStride;
             switch (w.Bits)
             {
-                case 4: MatVec4Bit(w, first, end, (sbyte*)x, steps, sums, yt); break;
+                case 4: MatVec4Bit(w, first, end, x, steps, sums, yt); break;
                 case 3: MatVec3Bit(w, first, end, x, steps, sums, yt); break;
-                default: MatVec2Bit(w, first, end, (sbyte*)x, steps, sums, yt); break;
+                default: MatVec2Bit(w, first, end, x, steps, sums, yt); break;
             }
         }
     }
@@ -214,7 +183,17 @@ internal static unsafe class Int16Kernels
         }
     }
 
-    // ---------------- 2 and 4 bits: three int8 terms ----------------
+    /// <summary>Per-lane scales of a pair of groups: step * scale of group g in lanes 0-3, of group g+1 in 4-7.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> PairScale(float* rowScales, int g) =>
+        Vector256.Create(Vector128.Create(rowScales[g]), Vector128.Create(rowScales[g + 1]));
+
+    /// <summary>Lane scales of a lone last group (its missing partner's lanes zero).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> LoneScale(float* rowScales, int g) =>
+        Vector256.Create(Vector128.Create(rowScales[g]), Vector128<float>.Zero);
+
+    // ---------------- Three int8 terms against u8 codes ----------------
 
     /// <summary>One term: four u8 code vectors against 128 consecutive int8 x, int16 pair sums.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -232,6 +211,8 @@ internal static unsafe class Int16Kernels
         return Vector256.ConvertToSingle(sum);
     }
 
+    // ---------------- 2 bits ----------------
+
     /// <summary>A pair of 2-bit groups: 32 packed bytes, byte j holding elements 4j..4j+3.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Pair2Bit(byte* p, sbyte* x)
@@ -245,11 +226,6 @@ internal static unsafe class Int16Kernels
         var c3 = Avx2.ShiftRightLogical(words, 6).AsByte() & mask;
         return ThreeTerms(c0, c1, c2, c3, x);
     }
-
-    /// <summary>Per-lane scales of a pair of groups: step * scale of group g in lanes 0-3, of group g+1 in 4-7.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> PairScale(float* rowScales, int g) =>
-        Vector256.Create(Vector128.Create(rowScales[g]), Vector128.Create(rowScales[g + 1]));
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MatVec2Bit(QuantizedWeight w, int first, int end, sbyte* xq, float* xSteps, float* xSums, float* y)
@@ -275,6 +251,8 @@ internal static unsafe class Int16Kernels
             y[row] = Vector256.Sum(acc0 + acc1) + Int8Kernels.BiasTerm((ushort*)w.Biases + (long)row * groups, xSums, groups);
         }
     }
+
+    // ---------------- 4 bits ----------------
 
     /// <summary>A pair of 4-bit groups (64 packed bytes), or a lone group when <paramref name="second"/> is null.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -317,56 +295,125 @@ internal static unsafe class Int16Kernels
                 g += 2;
             }
             if (g < groups)
-            {
-                var scale = Vector256.Create(Vector128.Create(rowScales[g]), Vector128<float>.Zero);
-                acc1 = Vector256.MultiplyAddEstimate(Pair4Bit(p + g * 32, null, xq + g * 3 * GroupSize), scale, acc1);
-            }
+                acc1 = Vector256.MultiplyAddEstimate(Pair4Bit(p + g * 32, null, xq + g * 3 * GroupSize), LoneScale(rowScales, g), acc1);
             y[row] = Vector256.Sum(acc0 + acc1) + Int8Kernels.BiasTerm((ushort*)w.Biases + (long)row * groups, xSums, groups);
         }
     }
 
-    // ---------------- 3 bits: two int16 terms ----------------
-
-    /// <summary>Where code vector c of a group reads its 16 bytes (both lanes): chunks 2c and 2c+1 (3 bytes each) lie inside.</summary>
-    private static readonly int[] ThreeBitSources = [0, 0, 8, 8];
+    // ---------------- 3 bits ----------------
 
     /// <summary>
-    /// vpshufb controls per code vector c: dword d of lane L holds code j = d + 4L of chunk 2c (low word)
-    /// and of chunk 2c+1 (high word), each word the two chunk bytes from byte min(3j / 8, 1) on.
+    /// Where the 3-bit kernel finds the codes of a pair of groups (48 packed bytes; a group is 8 chunks
+    /// of 3 bytes, code k of a chunk at bits 3k..3k+2, so at offset r = 3k mod 8 of byte 3k / 8: codes
+    /// 2 and 5, r = 6 and 7, cross a byte). A 16-byte window from group byte 0 holds chunks 0-3, one
+    /// from group byte 8 chunks 4-7 (at window bytes 4-15). Two source registers:
+    /// S1 = pair bytes 8-39 (lane 0: first group's window 8, lane 1: second group's window 0) and
+    /// S2 = pair bytes 0-15 and 32-47 (lane 0: first group's window 0, lane 1: second group's window 8).
+    /// Per lane, dword d of code vector
+    /// 0: codes of residue r = d of the 4 chunks of S1's window (one byte each, shifted right by r);
+    /// 1: the same from S2; 2: residue 4 + d % 2, dwords 0-1 from S1 and 2-3 from S2 (a blend);
+    /// 3: words of two bytes, residue 6 + d / 2 of two chunks, 8 words from S1 then 8 from S2, each
+    /// masked to 3 bits, packed to bytes. Slots say where element i of a group lands (vector * 32 + byte
+    /// of its lane), i.e. where QuantizeInput puts its x terms.
     /// </summary>
-    private static readonly Vector256<byte>[] ThreeBitShuffles = [ThreeBitShuffle(0), ThreeBitShuffle(1), ThreeBitShuffle(2), ThreeBitShuffle(3)];
-
-    /// <summary>Offset of code j in its word: 3j - 8 * min(3j / 8, 1).</summary>
-    private static readonly Vector256<uint> ThreeBitShifts = Vector256.Create(0u, 3, 6, 1, 4, 7, 10, 13);
-
-    private static Vector256<byte> ThreeBitShuffle(int c)
+    private static class ThreeBitLayout
     {
-        var control = new byte[32];
-        for (int lane = 0; lane < 2; lane++)
+        public static readonly Vector256<byte> Shuffle0, Shuffle1, Shuffle2From1, Shuffle2From2, Shuffle3From1, Shuffle3From2;
+        public static readonly Vector256<uint> Shifts01 = Vector256.Create(0u, 1, 2, 3, 0, 1, 2, 3);
+        public static readonly Vector256<uint> Shifts2 = Vector256.Create(4u, 5, 4, 5, 4, 5, 4, 5);
+        public static readonly Vector256<uint> Shifts3 = Vector256.Create(6u, 6, 7, 7, 6, 6, 7, 7);
+        public static readonly byte* FirstSlots = (byte*)NativeMemory.Alloc(GroupSize), SecondSlots = (byte*)NativeMemory.Alloc(GroupSize);
+
+        static ThreeBitLayout()
         {
-            for (int d = 0; d < 4; d++)
+            var shuffle0 = Unused();
+            var shuffle1 = Unused();
+            var shuffle2From1 = Unused();
+            var shuffle2From2 = Unused();
+            var shuffle3From1 = Unused();
+            var shuffle3From2 = Unused();
+            for (int lane = 0; lane < 2; lane++)
             {
-                int j = d + 4 * lane;
-                for (int high = 0; high < 2; high++)
+                int window1 = lane == 0 ? 8 : 0, window2 = lane == 0 ? 0 : 8;
+                byte* slots = lane == 0 ? FirstSlots : SecondSlots;
+                new Span<byte>(slots, GroupSize).Fill(0xFF);
+                int at = lane * 16;
+                for (int d = 0; d < 4; d++)
                 {
-                    int source = 3 * (2 * c + high) + Math.Min(3 * j / 8, 1) - ThreeBitSources[c];
-                    control[lane * 16 + d * 4 + high * 2] = (byte)source;
-                    control[lane * 16 + d * 4 + high * 2 + 1] = (byte)(source + 1);
+                    for (int b = 0; b < 4; b++)
+                    {
+                        Place(shuffle0, at + 4 * d + b, slots, 0, window1, b, d);
+                        Place(shuffle1, at + 4 * d + b, slots, 1, window2, b, d);
+                        if (d < 2)
+                            Place(shuffle2From1, at + 4 * d + b, slots, 2, window1, b, 4 + d);
+                        else
+                            Place(shuffle2From2, at + 4 * d + b, slots, 2, window2, b, 4 + d - 2);
+                    }
+                    for (int word = 0; word < 2; word++)
+                    {
+                        int chunk = 2 * (d % 2) + word, residue = 6 + d / 2;
+                        PlaceWord(shuffle3From1, at + 4 * d + 2 * word, slots, 96 + 2 * d + word, window1, chunk, residue);
+                        PlaceWord(shuffle3From2, at + 4 * d + 2 * word, slots, 96 + 8 + 2 * d + word, window2, chunk, residue);
+                    }
+                }
+                for (int i = 0; i < GroupSize; i++)
+                {
+                    if (slots[i] == 0xFF)
+                        throw new InvalidOperationException($"3-bit layout leaves element {i} of lane {lane} without a slot");
                 }
             }
+            Shuffle0 = Vector256.Create(shuffle0);
+            Shuffle1 = Vector256.Create(shuffle1);
+            Shuffle2From1 = Vector256.Create(shuffle2From1);
+            Shuffle2From2 = Vector256.Create(shuffle2From2);
+            Shuffle3From1 = Vector256.Create(shuffle3From1);
+            Shuffle3From2 = Vector256.Create(shuffle3From2);
         }
-        return Vector256.Create(control);
+
+        /// <summary>vpshufb controls start as "zero" everywhere (bytes no code uses).</summary>
+        private static byte[] Unused()
+        {
+            var control = new byte[32];
+            Array.Fill(control, (byte)0x80);
+            return control;
+        }
+
+        /// <summary>Code of residue r in chunk (window's first chunk + index): its element and the window byte holding its first bit.</summary>
+        private static (int Element, int Byte) Code(int window, int index, int residue)
+        {
+            int chunk = window / 8 * 4 + index, k = 3 * residue % 8;
+            return (8 * chunk + k, 3 * chunk + 3 * k / 8 - window);
+        }
+
+        private static void Place(byte[] control, int position, byte* slots, int vector, int window, int index, int residue)
+        {
+            var (element, source) = Code(window, index, residue);
+            control[position] = (byte)source;
+            slots[element] = (byte)(vector * 32 + position % 16);
+        }
+
+        private static void PlaceWord(byte[] control, int position, byte* slots, int slot, int window, int index, int residue)
+        {
+            var (element, source) = Code(window, index, residue);
+            control[position] = (byte)source;
+            control[position + 1] = (byte)(source + 1);
+            slots[element] = (byte)slot;
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MatVec3Bit(QuantizedWeight w, int first, int end, short* xq, float* xSteps, float* xSums, float* y)
+    private static void MatVec3Bit(QuantizedWeight w, int first, int end, sbyte* xq, float* xSteps, float* xSums, float* y)
     {
         int groups = w.GroupsPerRow, rowBytes = w.Cols * 3 / 8;
-        var shuffle0 = ThreeBitShuffles[0];
-        var shuffle1 = ThreeBitShuffles[1];
-        var shuffle2 = ThreeBitShuffles[2];
-        var shuffle3 = ThreeBitShuffles[3];
-        var shifts = ThreeBitShifts;
+        var shuffle0 = ThreeBitLayout.Shuffle0;
+        var shuffle1 = ThreeBitLayout.Shuffle1;
+        var shuffle2From1 = ThreeBitLayout.Shuffle2From1;
+        var shuffle2From2 = ThreeBitLayout.Shuffle2From2;
+        var shuffle3From1 = ThreeBitLayout.Shuffle3From1;
+        var shuffle3From2 = ThreeBitLayout.Shuffle3From2;
+        var shifts01 = ThreeBitLayout.Shifts01;
+        var shifts2 = ThreeBitLayout.Shifts2;
+        var shifts3 = ThreeBitLayout.Shifts3;
         float* rowScales = stackalloc float[groups];
         for (int row = first; row < end; row++)
         {
@@ -376,33 +423,47 @@ internal static unsafe class Int16Kernels
             var acc0 = Vector256<float>.Zero;
             var acc1 = Vector256<float>.Zero;
             int g = 0;
-            for (; g + 2 <= groups; g += 2)
+            for (; g + 4 <= groups; g += 4)
             {
-                Sse.Prefetch0(p + g * 24 + PrefetchBytes);
-                acc0 = Vector256.MultiplyAddEstimate(Group(p + g * 24, xq + g * 2 * GroupSize), Vector256.Create(rowScales[g]), acc0);
-                acc1 = Vector256.MultiplyAddEstimate(Group(p + g * 24 + 24, xq + (g + 1) * 2 * GroupSize), Vector256.Create(rowScales[g + 1]), acc1);
+                byte* q = p + g * 24;
+                Sse.Prefetch0(q + PrefetchBytes);
+                Sse.Prefetch0(q + PrefetchBytes + 64);
+                acc0 = Vector256.MultiplyAddEstimate(Pair(Vector256.Load(q + 8), Vector256.Create(Vector128.Load(q), Vector128.Load(q + 32)), xq + g * 3 * GroupSize),
+                                                     PairScale(rowScales, g), acc0);
+                acc1 = Vector256.MultiplyAddEstimate(Pair(Vector256.Load(q + 56), Vector256.Create(Vector128.Load(q + 48), Vector128.Load(q + 80)), xq + (g + 2) * 3 * GroupSize),
+                                                     PairScale(rowScales, g + 2), acc1);
+            }
+            if (g + 2 <= groups)
+            {
+                byte* q = p + g * 24;
+                acc0 = Vector256.MultiplyAddEstimate(Pair(Vector256.Load(q + 8), Vector256.Create(Vector128.Load(q), Vector128.Load(q + 32)), xq + g * 3 * GroupSize),
+                                                     PairScale(rowScales, g), acc0);
+                g += 2;
             }
             if (g < groups)
-                acc0 = Vector256.MultiplyAddEstimate(Group(p + g * 24, xq + g * 2 * GroupSize), Vector256.Create(rowScales[g]), acc0);
+            {
+                // A lone last group: only its own 24 bytes are read; the partner lane is zero.
+                byte* q = p + g * 24;
+                acc1 = Vector256.MultiplyAddEstimate(Pair(Vector256.Create(Vector128.Load(q + 8), Vector128<byte>.Zero), Vector256.Create(Vector128.Load(q), Vector128<byte>.Zero), xq + g * 3 * GroupSize),
+                                                     LoneScale(rowScales, g), acc1);
+            }
             y[row] = Vector256.Sum(acc0 + acc1) + Int8Kernels.BiasTerm((ushort*)w.Biases + (long)row * groups, xSums, groups);
         }
 
-        // A 3-bit group is 24 bytes: 8 chunks of 3 bytes, code j of a chunk at bits 3j..3j+2.
+        // The four code vectors of a pair from its two source registers (see ThreeBitLayout).
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        Vector256<float> Group(byte* p, short* x)
+        Vector256<float> Pair(Vector256<byte> s1, Vector256<byte> s2, sbyte* x)
         {
-            var mask = Vector256.Create(0x00070007u);
-            var front = Avx2.BroadcastVector128ToVector256(p);       // chunks 0-3 (bytes 0-11)
-            var back = Avx2.BroadcastVector128ToVector256(p + 8);    // chunks 4-7 (bytes 12-23)
-            var c0 = (Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(front, shuffle0).AsUInt32(), shifts) & mask).AsInt16();
-            var c1 = (Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(front, shuffle1).AsUInt32(), shifts) & mask).AsInt16();
-            var c2 = (Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(back, shuffle2).AsUInt32(), shifts) & mask).AsInt16();
-            var c3 = (Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(back, shuffle3).AsUInt32(), shifts) & mask).AsInt16();
-            var hi = (Avx2.MultiplyAddAdjacent(c0, Vector256.Load(x)) + Avx2.MultiplyAddAdjacent(c1, Vector256.Load(x + 16)))
-                   + (Avx2.MultiplyAddAdjacent(c2, Vector256.Load(x + 32)) + Avx2.MultiplyAddAdjacent(c3, Vector256.Load(x + 48)));
-            var lo = (Avx2.MultiplyAddAdjacent(c0, Vector256.Load(x + 64)) + Avx2.MultiplyAddAdjacent(c1, Vector256.Load(x + 80)))
-                   + (Avx2.MultiplyAddAdjacent(c2, Vector256.Load(x + 96)) + Avx2.MultiplyAddAdjacent(c3, Vector256.Load(x + 112)));
-            return Vector256.ConvertToSingle(Avx2.ShiftLeftLogical(hi, ThreeBitLowShift) + lo);
+            var byteMask = Vector256.Create((byte)7);
+            var c0 = Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(s1, shuffle0).AsUInt32(), shifts01).AsByte() & byteMask;
+            var c1 = Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(s2, shuffle1).AsUInt32(), shifts01).AsByte() & byteMask;
+            var blend = Avx2.Blend(Avx2.Shuffle(s1, shuffle2From1).AsUInt32(), Avx2.Shuffle(s2, shuffle2From2).AsUInt32(), 0b1100_1100);
+            var c2 = Avx2.ShiftRightLogicalVariable(blend, shifts2).AsByte() & byteMask;
+            var wordMask = Vector256.Create((short)7);
+            var words1 = Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(s1, shuffle3From1).AsUInt32(), shifts3).AsInt16() & wordMask;
+            var words2 = Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(s2, shuffle3From2).AsUInt32(), shifts3).AsInt16() & wordMask;
+            var c3 = Avx2.PackUnsignedSaturate(words1, words2);
+            return ThreeTerms(c0, c1, c2, c3, x);
         }
     }
 }
