@@ -28,8 +28,8 @@ public sealed unsafe class CpuBackend : IBackend
 
     /// <summary>
     /// From this many token rows on, every Linear but the int8 path runs as a blocked GEMM
-    /// (<see cref="GemmKernels"/>: weights decoded once per op for all rows); below it, the int16
-    /// matvec (2/3/4-bit, groups of 64) or the f32 matvec.
+    /// (<see cref="GemmKernels"/>: weights decoded once per op for all rows); below it, the split-activation
+    /// matvec (<see cref="Int16Kernels"/>: 2/3/4-bit, groups of 64; x as three exact int8 terms) or the f32 matvec.
     /// </summary>
     public const int GemmMinTokens = 4;
 
@@ -184,8 +184,8 @@ public sealed unsafe class CpuBackend : IBackend
         private const int RowBlock = 16;
 
         public LinearWeight Weight = null!;
-        public float* X, Y, XScaled, XSums;   // XScaled holds the int8/int16 steps when Int8/Int16
-        public sbyte* XQuantized;   // int16 when Int16
+        public float* X, Y, XScaled, XSums;   // XScaled holds the int8 / split-term steps when Int8 / Int16
+        public sbyte* XQuantized;   // three int8 terms per value when Int16
         public bool Int8, Int16, Gemm;
         public int XBytes;   // bytes of one token's XQuantized
         public int Tokens, RowsPerChunk, TokenTile;
