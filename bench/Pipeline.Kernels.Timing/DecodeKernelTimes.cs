@@ -21,7 +21,7 @@ internal static unsafe class DecodeKernelTimes
             long rowBytes = (long)cols * bits / 8 + cols / 64 * 4;
             foreach (var (label, rows, repeats) in new[] { ("L2", (int)(256 * 1024 / rowBytes), 400), ("stream", (int)(200_000_000 / rowBytes), 1) })
             {
-                var w = Quantized(rows, cols, bits);
+                var w = KernelTimes.Quantized(rows, cols, bits);
                 var x = new float[cols];
                 var random = new Random(5);
                 for (int i = 0; i < cols; i++)
@@ -87,26 +87,5 @@ internal static unsafe class DecodeKernelTimes
                 return double.Parse(line[(line.IndexOf(':') + 1)..], System.Globalization.CultureInfo.InvariantCulture) / 2 * 1e6;
         }
         return 1e9;
-    }
-
-    private static nint Fill(long bytes, int seed)
-    {
-        byte* p = (byte*)NativeMemory.AlignedAlloc((nuint)bytes + 64, 64);
-        new Random(seed).NextBytes(new Span<byte>(p, (int)Math.Min(bytes, 1 << 20)));
-        for (long i = 1 << 20; i < bytes; i += 1 << 20)
-            Buffer.MemoryCopy(p, p + i, Math.Min(1 << 20, bytes - i), Math.Min(1 << 20, bytes - i));
-        return (nint)p;
-    }
-
-    private static QuantizedWeight Quantized(int rows, int cols, int bits)
-    {
-        int groups = cols / 64;
-        nint scales = Fill((long)rows * groups * 2, 2), biases = Fill((long)rows * groups * 2, 3);
-        for (long i = 0; i < (long)rows * groups; i++)
-        {
-            ((ushort*)scales)[i] = (ushort)(0x3C00 | (((ushort*)scales)[i] & 0xFF));
-            ((ushort*)biases)[i] = (ushort)(0xBC00 | (((ushort*)biases)[i] & 0xFF));
-        }
-        return new QuantizedWeight(Fill((long)rows * cols * bits / 8, 1), scales, biases, rows, cols, bits, 64, ScalarType.BF16);
     }
 }

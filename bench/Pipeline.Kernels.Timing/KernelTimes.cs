@@ -52,7 +52,7 @@ internal static unsafe class KernelTimes
         }
     }
 
-    private static nint Fill(long bytes, int seed)
+    internal static nint Fill(long bytes, int seed)
     {
         byte* p = (byte*)NativeMemory.AlignedAlloc((nuint)bytes + 64, 64);
         new Random(seed).NextBytes(new Span<byte>(p, (int)Math.Min(bytes, 1 << 20)));
@@ -61,7 +61,8 @@ internal static unsafe class KernelTimes
         return (nint)p;
     }
 
-    private static QuantizedWeight Quantized(int rows, int cols, int bits)
+    /// <summary>A synthetic MLX weight (groups of 64, small finite bf16 scales and biases), native memory; shared with DecodeKernelTimes.</summary>
+    internal static QuantizedWeight Quantized(int rows, int cols, int bits)
     {
         int groups = cols / 64;
         nint scales = Fill((long)rows * groups * 2, 2), biases = Fill((long)rows * groups * 2, 3);

@@ -137,12 +137,12 @@ internal static unsafe class GemmKernels
             case QuantizedWeight q when CpuKernels.UseVectors:
                 switch (q.Bits)
                 {
-                    case 2: PackQuantized<Bits2>(q, r0, rows, k0, depth, panel); break;
-                    case 3: PackQuantized<Bits3>(q, r0, rows, k0, depth, panel); break;
-                    case 4: PackQuantized<Bits4>(q, r0, rows, k0, depth, panel); break;
-                    case 5: PackQuantized<Bits5>(q, r0, rows, k0, depth, panel); break;
-                    case 6: PackQuantized<Bits6>(q, r0, rows, k0, depth, panel); break;
-                    default: PackQuantized<Bits8>(q, r0, rows, k0, depth, panel); break;
+                    case 2: PackQuantized<Two>(q, r0, rows, k0, depth, panel); break;
+                    case 3: PackQuantized<Three>(q, r0, rows, k0, depth, panel); break;
+                    case 4: PackQuantized<Four>(q, r0, rows, k0, depth, panel); break;
+                    case 5: PackQuantized<Five>(q, r0, rows, k0, depth, panel); break;
+                    case 6: PackQuantized<Six>(q, r0, rows, k0, depth, panel); break;
+                    default: PackQuantized<Eight>(q, r0, rows, k0, depth, panel); break;
                 }
                 break;
             case QuantizedWeight q:
@@ -167,9 +167,9 @@ internal static unsafe class GemmKernels
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackQuantized<TBits>(QuantizedWeight w, int r0, int rows, int k0, int depth, float* panel)
-        where TBits : struct, IBits
+        where TBits : struct, IConstant
     {
-        int bits = TBits.Bits, groupSize = w.GroupSize, groups = w.GroupsPerRow, wordsPerRow = w.WordsPerRow;
+        int bits = TBits.Value, groupSize = w.GroupSize, groups = w.GroupsPerRow, wordsPerRow = w.WordsPerRow;
         uint** rowWords = stackalloc uint*[PanelRows];
         for (int i = 0; i < PanelRows; i++)
             rowWords[i] = (uint*)w.Packed + (long)(r0 + Math.Min(i, rows - 1)) * wordsPerRow;
@@ -195,27 +195,27 @@ internal static unsafe class GemmKernels
             {
                 int word0 = c0 / 32 * bits;   // 32 codes of b bits are exactly b words
                 float* out0 = panel + (c0 - k0) * PanelRows;
-                if (32 % TBits.Bits == 0)
+                if (32 % TBits.Value == 0)
                 {
                     // 2, 4, 8 bits: no code crosses a word; constant shifts, 4 codes per step.
                     for (int wi = 0; wi < bits; wi++)
                     {
                         var wordLo = LaneWords(rowWords, 0, word0 + wi);
                         var wordHi = LaneWords(rowWords, 8, word0 + wi);
-                        for (int c = 0; c < 32 / TBits.Bits; c += 4, out0 += 4 * PanelRows)
+                        for (int c = 0; c < 32 / TBits.Value; c += 4, out0 += 4 * PanelRows)
                         {
                             StoreCodes(wordLo, wordHi, mask, scaleLo, scaleHi, biasLo, biasHi, out0);
-                            wordLo = Vector256.ShiftRightLogical(wordLo, TBits.Bits);
-                            wordHi = Vector256.ShiftRightLogical(wordHi, TBits.Bits);
+                            wordLo = Vector256.ShiftRightLogical(wordLo, TBits.Value);
+                            wordHi = Vector256.ShiftRightLogical(wordHi, TBits.Value);
                             StoreCodes(wordLo, wordHi, mask, scaleLo, scaleHi, biasLo, biasHi, out0 + PanelRows);
-                            wordLo = Vector256.ShiftRightLogical(wordLo, TBits.Bits);
-                            wordHi = Vector256.ShiftRightLogical(wordHi, TBits.Bits);
+                            wordLo = Vector256.ShiftRightLogical(wordLo, TBits.Value);
+                            wordHi = Vector256.ShiftRightLogical(wordHi, TBits.Value);
                             StoreCodes(wordLo, wordHi, mask, scaleLo, scaleHi, biasLo, biasHi, out0 + 2 * PanelRows);
-                            wordLo = Vector256.ShiftRightLogical(wordLo, TBits.Bits);
-                            wordHi = Vector256.ShiftRightLogical(wordHi, TBits.Bits);
+                            wordLo = Vector256.ShiftRightLogical(wordLo, TBits.Value);
+                            wordHi = Vector256.ShiftRightLogical(wordHi, TBits.Value);
                             StoreCodes(wordLo, wordHi, mask, scaleLo, scaleHi, biasLo, biasHi, out0 + 3 * PanelRows);
-                            wordLo = Vector256.ShiftRightLogical(wordLo, TBits.Bits);
-                            wordHi = Vector256.ShiftRightLogical(wordHi, TBits.Bits);
+                            wordLo = Vector256.ShiftRightLogical(wordLo, TBits.Value);
+                            wordHi = Vector256.ShiftRightLogical(wordHi, TBits.Value);
                         }
                     }
                     continue;
@@ -265,23 +265,6 @@ internal static unsafe class GemmKernels
         (Vector256.ConvertToSingle((lo & mask).AsInt32()) * scaleLo + biasLo).Store(destination);
         (Vector256.ConvertToSingle((hi & mask).AsInt32()) * scaleHi + biasHi).Store(destination + 8);
     }
-
-    private interface IBits
-    {
-        static abstract int Bits { get; }
-    }
-
-    private readonly struct Bits2 : IBits { public static int Bits => 2; }
-
-    private readonly struct Bits3 : IBits { public static int Bits => 3; }
-
-    private readonly struct Bits4 : IBits { public static int Bits => 4; }
-
-    private readonly struct Bits5 : IBits { public static int Bits => 5; }
-
-    private readonly struct Bits6 : IBits { public static int Bits => 6; }
-
-    private readonly struct Bits8 : IBits { public static int Bits => 8; }
 
     /// <summary>Word <paramref name="word"/> of rows first..first+7, one per lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -488,32 +471,35 @@ internal static unsafe class GemmKernels
         }
     }
 
-    private interface ITokenCount
+    /// <summary>A compile-time int (a bit width, a token count): each struct is its own JIT instantiation, so loops over it unroll.</summary>
+    private interface IConstant
     {
-        static abstract int Count { get; }
+        static abstract int Value { get; }
     }
 
-    private readonly struct One : ITokenCount { public static int Count => 1; }
+    private readonly struct One : IConstant { public static int Value => 1; }
 
-    private readonly struct Two : ITokenCount { public static int Count => 2; }
+    private readonly struct Two : IConstant { public static int Value => 2; }
 
-    private readonly struct Three : ITokenCount { public static int Count => 3; }
+    private readonly struct Three : IConstant { public static int Value => 3; }
 
-    private readonly struct Four : ITokenCount { public static int Count => 4; }
+    private readonly struct Four : IConstant { public static int Value => 4; }
 
-    private readonly struct Five : ITokenCount { public static int Count => 5; }
+    private readonly struct Five : IConstant { public static int Value => 5; }
 
-    private readonly struct Six : ITokenCount { public static int Count => 6; }
+    private readonly struct Six : IConstant { public static int Value => 6; }
+
+    private readonly struct Eight : IConstant { public static int Value => 8; }
 
     /// <summary>
     /// One register tile of TTokens x 16: accumulators a{t}0/a{t}1 for rows 0-7/8-15; the JIT drops
-    /// the rows past TTokens.Count (a constant per instantiation).
+    /// the rows past TTokens.Value (a constant per instantiation).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile<TTokens>(float* panel, int depth, float* x, int ldx, float* y, int ldy, int rows, bool accumulate, float* partial)
-        where TTokens : struct, ITokenCount
+        where TTokens : struct, IConstant
     {
-        int n = TTokens.Count;
+        int n = TTokens.Value;
         float* x0 = x;
         float* x1 = n > 1 ? x + ldx : x;
         float* x2 = n > 2 ? x + 2L * ldx : x;
