@@ -8,6 +8,9 @@ namespace Pipeline.Actors.Tests;
 /// <summary>
 /// Same seed, same tokens: 16 sessions driven concurrently through the actors produce exactly what each
 /// produces alone on the bare engine, for 1, 2, 3 and 6 layer groups, with batching on and off.
+/// A batched pass sums in another order than a lone one, so logits may differ in their last bits; a draw
+/// that such a difference could flip (<see cref="Reference.GenerateDecided"/>) ends the comparison for
+/// that session, and at most two of the 16 may end early.
 /// </summary>
 public class DeterminismTests(TinyModel tiny, Reference reference) : IClassFixture<TinyModel>, IClassFixture<Reference>
 {
@@ -52,19 +55,27 @@ public class DeterminismTests(TinyModel tiny, Reference reference) : IClassFixtu
         else
             Assert.All(passes, size => Assert.Equal(1, size));
 
+        int fullyDecided = 0;
         for (int i = 0; i < Sessions; i++)
         {
             Assert.Null(results[i].Finished.Error);
             var turn = await Eventually(() => completed.GetValueOrDefault(requests[i].TurnId));
             var sampling = tiny.Model.SamplingFor(requests[i].Options);
-            int[] alone = reference.Generate(turn.PromptIds, sampling, MaxNewTokens);
-            Assert.True(alone.SequenceEqual(turn.GeneratedIds),
-                $"session {i}: concurrent [{string.Join(",", turn.GeneratedIds)}] vs alone [{string.Join(",", alone)}]");
+            var (alone, decided) = reference.GenerateDecided(turn.PromptIds, sampling, MaxNewTokens);
+            if (decided == alone.Length)
+                fullyDecided++;
+            // Up to the first draw within rounding of a sampling boundary, the tokens must be the same
+            // (and all of them, length included, when every draw is decided).
+            var compared = decided == alone.Length ? turn.GeneratedIds : turn.GeneratedIds.Take(decided).ToArray();
+            Assert.True(alone.Take(decided).SequenceEqual(compared),
+                $"session {i}: concurrent [{string.Join(",", turn.GeneratedIds)}] vs alone [{string.Join(",", alone)}], {decided} decided");
             Assert.Equal(turn.GeneratedIds.Length, results[i].Finished.Usage.CompletionTokens - (turn.Reason == FinishReason.Stop ? 1 : 0));
             var parsed = Gemma4OutputParser.Parse(tiny.Model.Tokenizer.Decode(turn.GeneratedIds));
             Assert.Equal(parsed.Content, results[i].Text);
             Assert.Equal(parsed.Reasoning, results[i].Reasoning);
         }
+        // The exemption stays an exception: nearly every session is compared token for token.
+        Assert.True(fullyDecided >= Sessions - 2, $"only {fullyDecided} of {Sessions} sessions had every draw decided");
     }
 
     internal static async Task<T> Eventually<T>(Func<T?> probe)

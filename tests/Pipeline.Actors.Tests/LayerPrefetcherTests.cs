@@ -22,5 +22,10 @@ public class LayerPrefetcherTests
 
         Assert.Equal(1, prefetcher.Prefetched);
         Assert.Equal(prefetcher.RegionCount(0), prefetcher.RegionsAlreadyResident);
+
+        // Found resident just now: the next step's request is not even checked.
+        prefetcher.Request(0);
+        Thread.Sleep(50);
+        Assert.Equal(1, prefetcher.Prefetched);
     }
 }

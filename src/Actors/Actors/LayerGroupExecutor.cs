@@ -197,6 +197,7 @@ public sealed class LayerGroupExecutor : PipelineActor, IWithTimers
 
         PipelineTelemetry.BatchSize.Record(_running.Count, _groupTag);
         PipelineTelemetry.BatchRows.Record(rows, _groupTag);
+        PipelineTelemetry.PassDuration.Record(_lastPassTime.TotalMilliseconds, _groupTag);
         foreach (var (step, span) in _running)
         {
             span?.SetTag(PipelineTags.BatchSize, _running.Count);

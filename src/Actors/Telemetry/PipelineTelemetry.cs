@@ -48,6 +48,10 @@ public static class PipelineTelemetry
     public static readonly Histogram<int> BatchRows =
         Meter.CreateHistogram<int>("pipeline.executor.batch_rows", "{token}", "Rows per batched pass");
 
+    /// <summary>Compute time of one batched pass of a layer group (the math, without message handling).</summary>
+    public static readonly Histogram<double> PassDuration =
+        Meter.CreateHistogram<double>("pipeline.executor.pass_duration", "ms", "Compute time of one batched pass");
+
     /// <summary>How long messages waited in mailboxes, per role.</summary>
     public static readonly Histogram<double> MailboxWait =
         Meter.CreateHistogram<double>("pipeline.mailbox.wait", "ms", "Time a message waited before its actor handled it");

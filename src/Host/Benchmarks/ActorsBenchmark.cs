@@ -85,12 +85,13 @@ public static class ActorsBenchmark
             result["executorPasses"] = passes.Passes;
             result["meanStepsPerPass"] = passes.MeanSteps;
             result["meanRowsPerPass"] = passes.MeanRows;
+            result["meanDecodePassMs"] = passes.MeanDecodePassMs;
             result["finishReasons"] = new JsonArray([.. rounds.SelectMany(r => r.Finishes).Distinct().Select(f => (JsonNode)f)]);
             Common.AddBandwidth(result, bandwidth, settings.Threads, decodeGBs.Median);
             Common.AddMemory(result, memory);
             say.WriteLine((
                 $"median of {settings.Repeats}: decode {aggregate.Median:F3} tok/s aggregate over {settings.Sessions} session(s) (min {aggregate.Min:F3}), {decodeGBs.Median:F2} GB/s of weights"));
-            say.WriteLine($"executor passes {passes.Passes}: {passes.MeanSteps:F2} steps and {passes.MeanRows:F2} rows per pass on average");
+            say.WriteLine($"executor passes {passes.Passes}: {passes.MeanSteps:F2} steps, {passes.MeanRows:F2} rows and {passes.MeanDecodePassMs:F1} ms of compute per decode pass on average");
             Common.SayMemory(say, memory);
             return result;
         }
@@ -136,29 +137,49 @@ public static class ActorsBenchmark
             [.. finished.Select(f => f.Reason.ToString().ToLowerInvariant()).Distinct()]);
     }
 
-    /// <summary>Listens to the executors' batch-size and batch-rows histograms (meter "Pipeline.Actors") while it lives.</summary>
+    /// <summary>
+    /// Listens to the executors' batch-size, batch-rows and pass-duration histograms (meter "Pipeline.Actors")
+    /// while it lives. An executor records the three in that order on its own thread, so a pass's duration is
+    /// matched with its size through thread-static fields; passes with one row per step are decode passes.
+    /// </summary>
     private sealed class ExecutorPasses : IDisposable
     {
+        [ThreadStatic] private static int t_steps;
+        [ThreadStatic] private static int t_rows;
+
         private readonly MeterListener _listener = new();
-        private long _passes, _steps, _rows;
+        private long _passes, _steps, _rows, _decodePasses;
+        private double _decodePassMs;
 
         public ExecutorPasses()
         {
             _listener.InstrumentPublished = (instrument, listener) =>
             {
-                if (instrument.Meter.Name == "Pipeline.Actors" && instrument.Name is "pipeline.executor.batch_size" or "pipeline.executor.batch_rows")
+                if (instrument.Meter.Name == "Pipeline.Actors" && instrument.Name is "pipeline.executor.batch_size" or "pipeline.executor.batch_rows" or "pipeline.executor.pass_duration")
                     listener.EnableMeasurementEvents(instrument);
             };
             _listener.SetMeasurementEventCallback<int>((instrument, value, _, _) =>
             {
                 if (instrument.Name == "pipeline.executor.batch_size")
                 {
+                    t_steps = value;
                     Interlocked.Increment(ref _passes);
                     Interlocked.Add(ref _steps, value);
                 }
                 else
                 {
+                    t_rows = value;
                     Interlocked.Add(ref _rows, value);
+                }
+            });
+            _listener.SetMeasurementEventCallback<double>((_, value, _, _) =>
+            {
+                if (t_rows != t_steps)
+                    return;
+                lock (_listener)
+                {
+                    _decodePasses++;
+                    _decodePassMs += value;
                 }
             });
             _listener.Start();
@@ -167,6 +188,16 @@ public static class ActorsBenchmark
         public long Passes => Interlocked.Read(ref _passes);
         public double MeanSteps => Passes > 0 ? (double)Interlocked.Read(ref _steps) / Passes : 0;
         public double MeanRows => Passes > 0 ? (double)Interlocked.Read(ref _rows) / Passes : 0;
+
+        /// <summary>Mean compute time of a decode-only pass (one row per step; all layer groups pooled), ms.</summary>
+        public double MeanDecodePassMs
+        {
+            get
+            {
+                lock (_listener)
+                    return _decodePasses > 0 ? _decodePassMs / _decodePasses : 0;
+            }
+        }
 
         public void Dispose() => _listener.Dispose();
     }

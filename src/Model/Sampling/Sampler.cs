@@ -29,14 +29,19 @@ namespace Pipeline.Model.Sampling;
 /// round to 0 but whose tempered weight at T &gt; 1 is not negligible.</item>
 /// <item>Temperature: with top-p on, the kept tokens are weighed again at T, quantized the same way
 /// (at T = 1 the masses above are reused).</item>
-/// <item>Draw: r uniform in [0, kept mass) from xoshiro256**; the token is the first in rank order
-/// (by the tempered q, then logit, then id) whose cumulative mass exceeds r. One RNG output per call
-/// (rarely more, to stay unbiased).</item>
+/// <item>Draw: r = floor(u · kept mass) with u the next xoshiro256** output as a fraction of 2^64; the
+/// token is the first kept token in id order whose cumulative (tempered) mass exceeds r. Exactly one RNG
+/// output per call, no rejection step, and an order that does not depend on the logits, so the draw
+/// moves smoothly with the masses: logits that differ in their last bits (a batched pass sums in another
+/// order than a lone one) change the token only when r lies within that difference of a boundary, and
+/// never shift the RNG stream of later draws. Every token owns a contiguous range of r, so its
+/// probability is exact within 2^-64.</item>
 /// </list>
 /// <para>Every stage keeps a rank-order prefix, so the kept set is described by its mass alone and the
-/// draw is "find the rank position where the cumulative mass reaches r + 1" over all candidates. Nothing
-/// sorts the vocabulary: top-k is a bounded heap; finding a position by mass buckets the masses by
-/// magnitude (1,008 buckets, in rank order), then quickselects inside the one bucket that holds it.</para>
+/// top-p cut is "find the rank position where the cumulative mass reaches the target". Nothing sorts the
+/// vocabulary: top-k is a bounded heap; finding a position by mass buckets the masses by magnitude
+/// (1,008 buckets, in rank order), then quickselects inside the one bucket that holds it. The draw then
+/// walks the kept tokens in id order (at most K of them with top-k, else one pass over the vocabulary).</para>
 /// </remarks>
 public sealed class Sampler
 {
@@ -95,8 +100,53 @@ public sealed class Sampler
         if (temperature == 0)
             return argmax;
         Truncate(logits, logits[argmax]);
-        long r = (long)rng.NextBelow((ulong)keptMass);
-        return FindByMass(logits, r + 1).Token;
+        long r = (long)rng.NextScaled((ulong)keptMass);
+        return DrawInIdOrder(r + 1);
+    }
+
+    /// <summary>
+    /// The first kept token in id order at which the cumulative mass reaches <paramref name="need"/>
+    /// (1 ≤ need ≤ kept mass). Id order rather than rank order: two tokens whose logits nearly tie swap
+    /// ranks under the last-bit differences of another summation order, and a rank-order walk would then
+    /// hand a draw that falls on either of them to the other one.
+    /// </summary>
+    private int DrawInIdOrder(long need)
+    {
+        long cumulative = 0;
+        if (topK > 0)
+        {
+            // At most K candidates: insertion-sort them by id (their rank order is no longer needed).
+            for (int i = 1; i < candidateCount; i++)
+            {
+                ulong key = keys[i];
+                long mass = masses[i];
+                int j = i - 1;
+                while (j >= 0 && TokenOf(keys[j]) > TokenOf(key))
+                {
+                    keys[j + 1] = keys[j];
+                    masses[j + 1] = masses[j];
+                    j--;
+                }
+                keys[j + 1] = key;
+                masses[j + 1] = mass;
+            }
+            for (int i = 0; i < candidateCount; i++)
+            {
+                cumulative += masses[i];
+                if (cumulative >= need)
+                    return TokenOf(keys[i]);
+            }
+        }
+        else
+        {
+            for (int id = 0; id < massById.Length; id++)
+            {
+                cumulative += massById[id];
+                if (cumulative >= need)
+                    return id;
+            }
+        }
+        throw new InvalidOperationException($"draw {need} exceeds the kept mass {cumulative}");   // unreachable: need ≤ keptMass
     }
 
     /// <summary>

@@ -51,18 +51,17 @@ internal struct Xoshiro256StarStar
         return result;
     }
 
-    /// <summary>Uniform integer in [0, bound), unbiased (Lemire's multiply-and-reject).</summary>
-    public ulong NextBelow(ulong bound)
+    /// <summary>
+    /// floor(u · bound) for the next output read as a fraction u in [0, 1): one output per call, no
+    /// rejection, so the result moves smoothly with <paramref name="bound"/> (a bound changed by a
+    /// factor 1 + e moves the result by at most e · bound + 1). Each value in [0, bound) is hit by
+    /// floor(2^64 / bound) or one more of the 2^64 outputs, spread evenly, so any run of n consecutive
+    /// values gets n / bound of the probability within 2^-64.
+    /// </summary>
+    public ulong NextScaled(ulong bound)
     {
         if (bound == 0)
             throw new ArgumentOutOfRangeException(nameof(bound), bound, "bound must be positive.");
-        ulong high = Math.BigMul(Next(), bound, out ulong low);
-        if (low < bound)
-        {
-            ulong threshold = (0 - bound) % bound;
-            while (low < threshold)
-                high = Math.BigMul(Next(), bound, out low);
-        }
-        return high;
+        return Math.BigMul(Next(), bound, out _);
     }
 }
