@@ -112,6 +112,7 @@ public sealed unsafe class CpuBackend : IBackend
         job.Int8 = false;
         job.Int16 = false;
         job.Gemm = false;
+        job.Small = false;
         if (weight is QuantizedWeight qi && Int8Activations && Int8Kernels.Supports(qi))
         {
             CheckGeometry(qi, nameof(weight));
@@ -127,6 +128,15 @@ public sealed unsafe class CpuBackend : IBackend
             job.XSums = job.XScaled + (long)rows * groups;
             for (int t = 0; t < rows; t++)
                 Int8Kernels.QuantizeInput(job.X + (long)t * qi.Cols, qi.Cols, qi.Bits, job.XQuantized + (long)t * inputBytes, job.XScaled + (long)t * groups, job.XSums + (long)t * groups);
+        }
+        else if (rows >= SmallGemmKernels.MinTokens && rows <= SmallGemmKernels.MaxTokens && SmallGemmKernels.Supports(weight))
+        {
+            if (weight is QuantizedWeight qs)
+                CheckGeometry(qs, nameof(weight));
+            // [tiles][cols/8][tile tokens][8] x, shared by the workers.
+            job.XPacked = _inputScratch.Get(SmallGemmKernels.PackedInputFloats(rows, weight.Cols));
+            SmallGemmKernels.PackInput(job.X, rows, weight.Cols, job.XPacked);
+            job.Small = true;
         }
         else if (weight is QuantizedWeight q16 && rows < GemmMinTokens && Int16Kernels.Supports(q16))
         {
@@ -185,8 +195,9 @@ public sealed unsafe class CpuBackend : IBackend
 
         public LinearWeight Weight = null!;
         public float* X, Y, XScaled, XSums;   // XScaled holds the int8 / split-term steps when Int8 / Int16
+        public float* XPacked;   // x for SmallGemmKernels when Small
         public sbyte* XQuantized;   // three int8 terms per value when Int16
-        public bool Int8, Int16, Gemm;
+        public bool Int8, Int16, Gemm, Small;
         public int XBytes;   // bytes of one token's XQuantized
         public int Tokens, RowsPerChunk, TokenTile;
 
@@ -223,6 +234,12 @@ public sealed unsafe class CpuBackend : IBackend
                 {
                     Int16Kernels.MatVec(q16, block, Math.Min(end, block + RowBlock), (short*)XQuantized, XScaled, XSums, Y, outRows, Tokens);
                 }
+                return;
+            }
+
+            if (Small)
+            {
+                SmallGemmKernels.Multiply(Weight, first, end, XPacked, Tokens, Y, backend._workerScratch[worker].Get(SmallGemmKernels.ScratchFloats));
                 return;
             }
 

@@ -1,0 +1,486 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Pipeline.Kernels.Cpu;
+
+/// <summary>
+/// Linear over a few token rows (batched decode: <see cref="MinTokens"/> to <see cref="MaxTokens"/>),
+/// AVX2 + FMA: Y[t, r] = sum_k X[t, k] W[r, k] with every weight decoded straight into a register
+/// (no packed panel): per 8 columns of one weight row, the 8 codes are broadcast, shifted per lane,
+/// masked, converted to f32 and turned into exactly the reference weights, f32(q * scale) + bias (two
+/// roundings, no FMA), or widened exactly (bf16, f16, f32); then one FMA per token against that token's
+/// 8 x values, into one accumulator per token (up to 8 tokens per pass). The row's accumulators are
+/// reduced horizontally at the end of each column block. So the result differs from the f32 reference
+/// only by summation order.
+/// <para>
+/// x is repacked once per op into [tile][cols/8][tile tokens][8] (<see cref="PackInput"/>): the tile's
+/// x vectors for one 8-column step are adjacent, and a column block of it (<see cref="XBlockFloats"/>,
+/// 16 KiB) stays in L1 while the weight rows of a row block stream past; the weights are read in place
+/// from the mmapped checkpoint and software-prefetched a few rows ahead (rows of a column block are
+/// strided, which the hardware prefetchers do not follow).
+/// </para>
+/// </summary>
+internal static unsafe class SmallGemmKernels
+{
+    /// <summary>Fewest token rows that take this path (below: the split-activation matvec, the f32 matvec).</summary>
+    public const int MinTokens = 2;
+
+    /// <summary>Most token rows that take this path (above: the blocked GEMM, whose packed panel amortizes over many tokens).</summary>
+    public const int MaxTokens = 16;
+
+    /// <summary>Tokens per pass: 8 accumulators, the weight vector, scale, bias and shift constants fit in 16 ymm registers.</summary>
+    private const int TileTokens = 8;
+
+    /// <summary>Weight rows per block: their [RowBlock, 8] partial sums (4 KiB) stay in L1 with the x block.</summary>
+    private const int RowBlock = 128;
+
+    /// <summary>Floats of x one column block holds (tokens x columns): 16 KiB, half of L1d.</summary>
+    private const int XBlockFloats = 4096;
+
+    /// <summary>How many rows ahead (in the block's row order) the weights are prefetched.</summary>
+    private const int PrefetchRows = 8;
+
+    /// <summary>Scratch floats one worker needs: the row block's partial sums.</summary>
+    public const long ScratchFloats = RowBlock * TileTokens;
+
+    /// <summary>Weights this path decodes (others keep the GEMM): 2/3/4/8-bit MLX affine, dense bf16/f16/f32; AVX2 only.</summary>
+    public static bool Supports(LinearWeight weight) => CpuKernels.UseAvx2 && Fma.IsSupported && weight switch
+    {
+        QuantizedWeight q => q.Bits is 2 or 3 or 4 or 8,
+        DenseWeight => true,
+        _ => false,
+    };
+
+    /// <summary>Floats <see cref="PackInput"/> writes for <paramref name="tokens"/> rows of <paramref name="cols"/>.</summary>
+    public static long PackedInputFloats(int tokens, int cols) => (long)tokens * Padded(cols);
+
+    private static int Padded(int cols) => (cols + 7) & ~7;
+
+    /// <summary>Tiles of at most 8 tokens, as even as possible (9 = 5 + 4): fewer accumulators idle the FMA units less than a 1-token tail.</summary>
+    private static int TileCount(int tokens) => (tokens + TileTokens - 1) / TileTokens;
+
+    /// <summary>
+    /// x [tokens, cols] into packed [tile][cols/8][n][8] (n tokens of the tile, columns past cols zero),
+    /// the tile of tokens from t starting at packed + t * Padded(cols).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void PackInput(float* x, int tokens, int cols, float* packed)
+    {
+        int padded = Padded(cols), full = cols & ~7;
+        int tiles = TileCount(tokens);
+        for (int t = 0, tile = 0, n; t < tokens; t += n, tile++)
+        {
+            n = (tokens - t) / (tiles - tile);
+            float* destination = packed + (long)t * padded;
+            for (int j = 0; j < n; j++)
+            {
+                float* source = x + (long)(t + j) * cols;
+                float* column = destination + j * 8;
+                int c = 0;
+                for (; c < full; c += 8, column += n * 8)
+                    Vector256.Store(Vector256.Load(source + c), column);
+                for (int i = 0; c < padded; c++, i++)
+                    column[i] = c < cols ? source[c] : 0f;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Y[t * W.Rows + r] = sum_k x[t, k] W[r, k] for tokens [0, tokens) and rows [first, end), from x
+    /// packed by <see cref="PackInput"/>. <paramref name="scratch"/> holds <see cref="ScratchFloats"/> floats.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Multiply(LinearWeight weight, int first, int end, float* packed, int tokens, float* y, float* scratch)
+    {
+        var source = new Source(weight);
+        int padded = Padded(weight.Cols), tiles = TileCount(tokens);
+        for (int t = 0, tile = 0, n; t < tokens; t += n, tile++)
+        {
+            n = (tokens - t) / (tiles - tile);
+            float* xt = packed + (long)t * padded, yt = y + (long)t * weight.Rows;
+            switch (n)
+            {
+                case 8: ForKind<Eight>(weight, source, first, end, xt, yt, scratch); break;
+                case 7: ForKind<Seven>(weight, source, first, end, xt, yt, scratch); break;
+                case 6: ForKind<Six>(weight, source, first, end, xt, yt, scratch); break;
+                case 5: ForKind<Five>(weight, source, first, end, xt, yt, scratch); break;
+                case 4: ForKind<Four>(weight, source, first, end, xt, yt, scratch); break;
+                case 3: ForKind<Three>(weight, source, first, end, xt, yt, scratch); break;
+                case 2: ForKind<Two>(weight, source, first, end, xt, yt, scratch); break;
+                default: ForKind<One>(weight, source, first, end, xt, yt, scratch); break;
+            }
+        }
+    }
+
+    private static void ForKind<TTokens>(LinearWeight weight, in Source source, int first, int end, float* x, float* y, float* sums)
+        where TTokens : struct, IConstant
+    {
+        switch (weight)
+        {
+            case QuantizedWeight { Bits: 2 }: Rows<TTokens, QuantizedDot<Two>>(source, first, end, x, y, sums); break;
+            case QuantizedWeight { Bits: 3 }: Rows<TTokens, QuantizedDot<Three>>(source, first, end, x, y, sums); break;
+            case QuantizedWeight { Bits: 4 }: Rows<TTokens, QuantizedDot<Four>>(source, first, end, x, y, sums); break;
+            case QuantizedWeight { Bits: 8 }: Rows<TTokens, QuantizedDot<Eight>>(source, first, end, x, y, sums); break;
+            case DenseWeight { Type: ScalarType.BF16 }: Rows<TTokens, DenseDot<Bf16>>(source, first, end, x, y, sums); break;
+            case DenseWeight { Type: ScalarType.F16 }: Rows<TTokens, DenseDot<F16>>(source, first, end, x, y, sums); break;
+            case DenseWeight { Type: ScalarType.F32 }: Rows<TTokens, DenseDot<F32>>(source, first, end, x, y, sums); break;
+            default: throw new ArgumentException($"small-M Linear does not decode {weight.GetType().Name}", nameof(weight));
+        }
+    }
+
+    /// <summary>
+    /// Rows [first, end) in blocks of <see cref="RowBlock"/>; per block, column blocks of
+    /// <see cref="XBlockFloats"/> / n columns (a multiple of 128, so no MLX group straddles two), and per
+    /// column block every row of the block.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Rows<TTokens, TDot>(in Source source, int first, int end, float* x, float* y, float* sums)
+        where TTokens : struct, IConstant
+        where TDot : struct, IRowDot
+    {
+        int n = TTokens.Value, cols = source.Cols, outRows = source.Rows;
+        int depth = Math.Max(128, XBlockFloats / n / 128 * 128);
+        for (int r0 = first; r0 < end; r0 += RowBlock)
+        {
+            int r1 = Math.Min(end, r0 + RowBlock);
+            for (int k0 = 0; k0 < cols; k0 += depth)
+            {
+                int k1 = Math.Min(cols, k0 + depth);
+                for (int r = r0; r < r1; r++)
+                {
+                    // The row PrefetchRows ahead in this loop order: same column block, or the next
+                    // column block of this row block, or the next row block's first column block.
+                    int ahead = r + PrefetchRows, aheadK0 = k0;
+                    if (ahead >= r1)
+                    {
+                        if (k1 < cols)
+                        {
+                            ahead -= r1 - r0;
+                            aheadK0 = k1;
+                        }
+                        else
+                        {
+                            aheadK0 = 0;
+                        }
+                    }
+                    if (ahead < end)
+                        source.Prefetch(ahead, aheadK0, Math.Min(cols, aheadK0 + depth));
+
+                    var rowSums = TDot.Dot<TTokens>(source, r, k0, k1, x);   // lane t: token t
+                    float* partial = sums + (r - r0) * TileTokens;
+                    if (k0 > 0)
+                        rowSums += Vector256.Load(partial);
+                    rowSums.Store(partial);
+                }
+            }
+            for (int r = r0; r < r1; r++)
+            {
+                for (int t = 0; t < n; t++)
+                    y[(long)t * outRows + r] = sums[(r - r0) * TileTokens + t];
+            }
+        }
+    }
+
+    /// <summary>Where one weight's rows, scales and biases are (a struct, so the row loops need no casts).</summary>
+    private readonly struct Source
+    {
+        public readonly byte* Data, Scales, Biases;
+        public readonly long RowBytes;
+        public readonly int Rows, Cols, BitsPerColumn, GroupSize, GroupsPerRow;
+        public readonly ScalarType ScaleType;
+
+        public Source(LinearWeight weight)
+        {
+            Rows = weight.Rows;
+            Cols = weight.Cols;
+            if (weight is QuantizedWeight q)
+            {
+                Data = (byte*)q.Packed;
+                Scales = (byte*)q.Scales;
+                Biases = (byte*)q.Biases;
+                RowBytes = (long)q.WordsPerRow * 4;
+                BitsPerColumn = q.Bits;
+                GroupSize = q.GroupSize;
+                GroupsPerRow = q.GroupsPerRow;
+                ScaleType = q.ScaleType;
+            }
+            else
+            {
+                var d = (DenseWeight)weight;
+                Data = (byte*)d.Data;
+                BitsPerColumn = 8 * Scalars.SizeOf(d.Type);
+                RowBytes = (long)d.Cols * BitsPerColumn / 8;
+            }
+        }
+
+        /// <summary>Asks for the bytes of row <paramref name="row"/> that columns [k0, k1) need: codes, and the groups' scales and biases.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Prefetch(int row, int k0, int k1)
+        {
+            byte* codes = Data + row * RowBytes;
+            long end = (long)k1 * BitsPerColumn / 8;
+            for (long b = (long)k0 * BitsPerColumn / 8; b < end; b += 64)
+                Sse.Prefetch0(codes + b);
+            if (Scales != null)
+            {
+                long index = (long)row * GroupsPerRow + k0 / GroupSize;
+                int size = Scalars.SizeOf(ScaleType);
+                Sse.Prefetch0(Scales + index * size);
+                Sse.Prefetch0(Biases + index * size);
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public float Scale(long index) => LoadScalar(Scales, index, ScaleType);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public float Bias(long index) => LoadScalar(Biases, index, ScaleType);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static float LoadScalar(byte* data, long index, ScalarType type) => type switch
+        {
+            ScalarType.BF16 => BitConverter.Int32BitsToSingle(((ushort*)data)[index] << 16),
+            ScalarType.F32 => ((float*)data)[index],
+            _ => HalfToSingle(((ushort*)data)[index]),
+        };
+
+        /// <summary>
+        /// Exact f16 -> f32 with no call (a call in the group loop would make the JIT spill the
+        /// accumulators, all ymm registers being caller-saved): as <see cref="GemmKernels.HalfToSingle"/>.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static float HalfToSingle(ushort half)
+        {
+            uint magnitude = half & 0x7FFFu;
+            float value = magnitude >= 0x7C00u
+                ? BitConverter.UInt32BitsToSingle((magnitude << 13) | 0x7F800000u)
+                : BitConverter.UInt32BitsToSingle(magnitude << 13) * 5.192296858534828e33f;   // 2^112
+            return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(value) | ((uint)(half & 0x8000) << 16));
+        }
+    }
+
+    /// <summary>One row's dot products with the tile's tokens over a column block.</summary>
+    private interface IRowDot
+    {
+        /// <summary>Lane t: sum over columns [k0, k1) of W[row, k] x[t, k]; lanes past the tile's tokens 0.</summary>
+        static abstract Vector256<float> Dot<TTokens>(in Source source, int row, int k0, int k1, float* x)
+            where TTokens : struct, IConstant;
+    }
+
+    /// <summary>MLX affine rows of 2, 3, 4 or 8 bits: columns in whole groups (multiples of 32), so no tail.</summary>
+    private readonly struct QuantizedDot<TBits> : IRowDot
+        where TBits : struct, IConstant
+    {
+        // Its own method: inlined into the row loops, the JIT kept the accumulators on the stack.
+        [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+        public static Vector256<float> Dot<TTokens>(in Source source, int row, int k0, int k1, float* x)
+            where TTokens : struct, IConstant
+        {
+            int n = TTokens.Value, bits = TBits.Value, groupSize = source.GroupSize, slots = Slots(n);
+            byte* codes = source.Data + row * source.RowBytes;
+            long groupIndex = (long)row * source.GroupsPerRow;
+            // Lane i shifts its copy of the 8 codes' bits right by i * bits.
+            var shifts = Vector256.Create(0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u) * (uint)bits;
+            var mask = Vector256.Create((1u << bits) - 1);
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+            for (int g0 = k0; g0 < k1; g0 += groupSize)
+            {
+                long group = groupIndex + g0 / groupSize;
+                var scale = Vector256.Create(source.Scale(group));
+                var bias = Vector256.Create(source.Bias(group));
+                float* xs = x + (long)g0 * n;
+                for (int step = g0 / 8, stepEnd = (g0 + groupSize) / 8; step < stepEnd; step += slots, xs += slots * n * 8)
+                {
+                    // f32(q * scale) + bias: the reference's two roundings (no FMA here).
+                    Accumulate<TTokens>(Avx.ConvertToVector256Single(Codes<TBits>(codes, step, shifts, mask)) * scale + bias, 0, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
+                    if (slots > 1)
+                        Accumulate<TTokens>(Avx.ConvertToVector256Single(Codes<TBits>(codes, step + 1, shifts, mask)) * scale + bias, 1, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
+                    if (slots > 2)
+                    {
+                        Accumulate<TTokens>(Avx.ConvertToVector256Single(Codes<TBits>(codes, step + 2, shifts, mask)) * scale + bias, 2, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
+                        Accumulate<TTokens>(Avx.ConvertToVector256Single(Codes<TBits>(codes, step + 3, shifts, mask)) * scale + bias, 3, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
+                    }
+                }
+            }
+            return TokenSums<TTokens>(a0, a1, a2, a3, a4, a5, a6, a7);
+        }
+    }
+
+    /// <summary>The 8 codes of columns 8 step .. 8 step + 7 of a packed row, one per lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Codes<TBits>(byte* codes, int step, Vector256<uint> shifts, Vector256<uint> mask)
+        where TBits : struct, IConstant
+    {
+        if (TBits.Value == 8)
+            return Avx2.ConvertToVector256Int32(codes + 8 * step);
+        uint word;
+        if (TBits.Value == 2)
+        {
+            word = ((ushort*)codes)[step];
+        }
+        else if (TBits.Value == 4)
+        {
+            word = ((uint*)codes)[step];
+        }
+        else
+        {
+            // 3 bits: the 3 bytes of step s start at byte 3s. Read the dword ending with them (the one
+            // starting at them for the first step of each 32 codes), so the read never leaves the row.
+            int back = (step & 3) != 0 ? 1 : 0;
+            word = *(uint*)(codes + 3 * step - back) >> (8 * back);
+        }
+        return (Avx2.ShiftRightLogicalVariable(Vector256.Create(word), shifts) & mask).AsInt32();
+    }
+
+    /// <summary>
+    /// Steps per loop iteration, each with its own accumulators: n tokens give n FMA chains per step, and
+    /// hiding the FMA latency (4 cycles, 2 per cycle) takes 8 chains, so few tokens run 2 or 4 steps at once.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Slots(int tokens) => tokens <= 2 ? 4 : tokens <= 4 ? 2 : 1;
+
+    /// <summary>
+    /// Accumulator j = slot * n + t takes weight vector w (of this slot's step) times token t's x at
+    /// xs + 8 j (x is packed [step][n][8], so the slots' steps are adjacent). All ifs fold at JIT time.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Accumulate<TTokens>(Vector256<float> w, int slot, float* xs, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2,
+                                            ref Vector256<float> a3, ref Vector256<float> a4, ref Vector256<float> a5, ref Vector256<float> a6, ref Vector256<float> a7)
+        where TTokens : struct, IConstant
+    {
+        int n = TTokens.Value, chains = n * Slots(n);
+        if (0 / n == slot)
+            a0 = Fma.MultiplyAdd(w, Vector256.Load(xs), a0);
+        if (1 < chains && 1 / n == slot)
+            a1 = Fma.MultiplyAdd(w, Vector256.Load(xs + 8), a1);
+        if (2 < chains && 2 / n == slot)
+            a2 = Fma.MultiplyAdd(w, Vector256.Load(xs + 16), a2);
+        if (3 < chains && 3 / n == slot)
+            a3 = Fma.MultiplyAdd(w, Vector256.Load(xs + 24), a3);
+        if (4 < chains && 4 / n == slot)
+            a4 = Fma.MultiplyAdd(w, Vector256.Load(xs + 32), a4);
+        if (5 < chains && 5 / n == slot)
+            a5 = Fma.MultiplyAdd(w, Vector256.Load(xs + 40), a5);
+        if (6 < chains && 6 / n == slot)
+            a6 = Fma.MultiplyAdd(w, Vector256.Load(xs + 48), a6);
+        if (7 < chains && 7 / n == slot)
+            a7 = Fma.MultiplyAdd(w, Vector256.Load(xs + 56), a7);
+    }
+
+    /// <summary>Lane t: the sum over slots of accumulators slot * n + t, each summed over its 8 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> TokenSums<TTokens>(Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3,
+                                                       Vector256<float> a4, Vector256<float> a5, Vector256<float> a6, Vector256<float> a7)
+        where TTokens : struct, IConstant
+    {
+        int n = TTokens.Value, slots = Slots(n);
+        var sums = HorizontalSums(a0, a1, a2, a3, a4, a5, a6, a7);   // lane j: accumulator j
+        var lane = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7);
+        if (slots > 2)
+            sums += Avx2.PermuteVar8x32(sums, (lane + Vector256.Create(2 * n)) & Vector256.Create(7));
+        if (slots > 1)
+            sums += Avx2.PermuteVar8x32(sums, (lane + Vector256.Create(n)) & Vector256.Create(7));
+        return sums;
+    }
+
+    /// <summary>Dense rows: 8 columns widened per step; a row tail (cols not a multiple of 8) is read element by element.</summary>
+    private readonly struct DenseDot<TElement> : IRowDot
+        where TElement : struct, IDenseElement
+    {
+        // Its own method: inlined into the row loops, the JIT kept the accumulators on the stack.
+        [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+        public static Vector256<float> Dot<TTokens>(in Source source, int row, int k0, int k1, float* x)
+            where TTokens : struct, IConstant
+        {
+            int n = TTokens.Value;
+            byte* data = source.Data + row * source.RowBytes;
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+            int stepEnd = (k1 + 7) / 8, fullEnd = k1 / 8, slots = Slots(n);
+            float* xs = x + (long)k0 * n;
+            int step = k0 / 8;
+            for (; step + slots <= fullEnd; step += slots, xs += slots * n * 8)
+            {
+                Accumulate<TTokens>(TElement.Load8(data, 8 * step), 0, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
+                if (slots > 1)
+                    Accumulate<TTokens>(TElement.Load8(data, 8 * step + 8), 1, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
+                if (slots > 2)
+                {
+                    Accumulate<TTokens>(TElement.Load8(data, 8 * step + 16), 2, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
+                    Accumulate<TTokens>(TElement.Load8(data, 8 * step + 24), 3, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
+                }
+            }
+            // Leftover steps (and a row tail) one at a time, into the first slot's accumulators.
+            for (; step < stepEnd; step++, xs += n * 8)
+            {
+                var w = step < fullEnd ? TElement.Load8(data, 8 * step) : TElement.LoadTail(data, 8 * step, k1);
+                Accumulate<TTokens>(w, 0, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
+            }
+            return TokenSums<TTokens>(a0, a1, a2, a3, a4, a5, a6, a7);
+        }
+    }
+
+    /// <summary>Lane t = the sum of the 8 lanes of accumulator t.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> HorizontalSums(Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3,
+                                                   Vector256<float> a4, Vector256<float> a5, Vector256<float> a6, Vector256<float> a7)
+    {
+        // [t0 lanes 0-3, t1 0-3, t2 0-3, t3 0-3 | the same over lanes 4-7], then tokens 4-7 likewise.
+        var low = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+        var high = Avx.HorizontalAdd(Avx.HorizontalAdd(a4, a5), Avx.HorizontalAdd(a6, a7));
+        return Avx.Permute2x128(low, high, 0x20) + Avx.Permute2x128(low, high, 0x31);
+    }
+
+    /// <summary>A dense element type: 8 values from element i widened exactly to f32.</summary>
+    private interface IDenseElement
+    {
+        static abstract Vector256<float> Load8(byte* row, int i);
+
+        /// <summary>Elements i .. end-1 (fewer than 8), the other lanes 0; reads nothing past <paramref name="end"/>.</summary>
+        static abstract Vector256<float> LoadTail(byte* row, int i, int end);
+    }
+
+    private readonly struct Bf16 : IDenseElement
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(byte* row, int i) =>
+            Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((ushort*)row + i), 16).AsSingle();
+
+        public static Vector256<float> LoadTail(byte* row, int i, int end)
+        {
+            var values = Vector256<float>.Zero;
+            for (int j = 0; i + j < end; j++)
+                values = values.WithElement(j, Scalars.Bf16ToFloat(((ushort*)row)[i + j]));
+            return values;
+        }
+    }
+
+    private readonly struct F16 : IDenseElement
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(byte* row, int i) =>
+            GemmKernels.HalfToSingle(Avx2.ConvertToVector256Int32((ushort*)row + i).AsUInt32());
+
+        public static Vector256<float> LoadTail(byte* row, int i, int end)
+        {
+            var values = Vector256<float>.Zero;
+            for (int j = 0; i + j < end; j++)
+                values = values.WithElement(j, Scalars.F16ToFloat(((ushort*)row)[i + j]));
+            return values;
+        }
+    }
+
+    private readonly struct F32 : IDenseElement
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(byte* row, int i) => Vector256.Load((float*)row + i);
+
+        public static Vector256<float> LoadTail(byte* row, int i, int end)
+        {
+            var values = Vector256<float>.Zero;
+            for (int j = 0; i + j < end; j++)
+                values = values.WithElement(j, ((float*)row)[i + j]);
+            return values;
+        }
+    }
+}
