@@ -52,8 +52,33 @@ internal static unsafe class SmallGemmTimes
                         small = Math.Min(small, (t1 - t0) / repeats);
                         gemm = Math.Min(gemm, (t2 - t1) / repeats);
                     }
+                    // The split-activation matvec (the 1-3 token path before), where it applies.
+                    double split = double.NaN;
+                    if (w is QuantizedWeight q && Int16Kernels.Supports(q) && tokens <= 3)
+                    {
+                        int groups = cols / 64, shorts = Int16Kernels.InputShorts(cols, bits);
+                        var xq = (short*)NativeMemory.AlignedAlloc((nuint)(tokens * shorts) * 2, 64);
+                        var xSteps = (float*)NativeMemory.AlignedAlloc((nuint)(tokens * groups) * 4, 64);
+                        var xSums = (float*)NativeMemory.AlignedAlloc((nuint)(tokens * groups) * 4, 64);
+                        split = double.MaxValue;
+                        for (int run = 0; run < runs; run++)
+                        {
+                            double t0 = DecodeKernelTimes.ThreadCpuSeconds();
+                            for (int k = 0; k < repeats; k++)
+                            {
+                                for (int t = 0; t < tokens; t++)
+                                    Int16Kernels.QuantizeInput(x + (long)t * cols, cols, bits, xq + (long)t * shorts, xSteps + t * groups, xSums + t * groups);
+                                for (int r = 0; r < rows; r += 16)
+                                    Int16Kernels.MatVec(q, r, Math.Min(rows, r + 16), xq, xSteps, xSums, y, rows, tokens);
+                            }
+                            split = Math.Min(split, (DecodeKernelTimes.ThreadCpuSeconds() - t0) / repeats);
+                        }
+                        NativeMemory.AlignedFree(xq);
+                        NativeMemory.AlignedFree(xSteps);
+                        NativeMemory.AlignedFree(xSums);
+                    }
                     double steps = (double)rows * cols / 8 * tokens;
-                    Console.WriteLine($"  {kind,-4} {rows,6}x{cols} {label,-6} T={tokens,2}  small {small * 1e3,8:F3} ms {small * tscHz / steps,5:F2} cyc | gemm {gemm * 1e3,8:F3} ms {gemm * tscHz / steps,5:F2} cyc");
+                    Console.WriteLine($"  {kind,-4} {rows,6}x{cols} {label,-6} T={tokens,2}  small {small * 1e3,8:F3} ms {small * tscHz / steps,5:F2} cyc | gemm {gemm * 1e3,8:F3} ms {gemm * tscHz / steps,5:F2} cyc" + (double.IsNaN(split) ? "" : $" | split {split * 1e3,8:F3} ms {split * tscHz / steps,5:F2} cyc"));
                 }
                 NativeMemory.AlignedFree(x);
                 NativeMemory.AlignedFree(packed);

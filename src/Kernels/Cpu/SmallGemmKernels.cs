@@ -23,7 +23,10 @@ namespace Pipeline.Kernels.Cpu;
 /// </summary>
 internal static unsafe class SmallGemmKernels
 {
-    /// <summary>Fewest token rows that take this path (below: the split-activation matvec, the f32 matvec).</summary>
+    /// <summary>
+    /// Fewest token rows that take this path (one row: the f32 matvec, bf16 dot). Weights the split-activation
+    /// matvec covers take it below <see cref="CpuBackend.GemmMinTokens"/> instead (faster at 2-3 tokens).
+    /// </summary>
     public const int MinTokens = 2;
 
     /// <summary>Most token rows that take this path (above: the blocked GEMM, whose packed panel amortizes over many tokens).</summary>
@@ -36,13 +39,21 @@ internal static unsafe class SmallGemmKernels
     private const int RowBlock = 128;
 
     /// <summary>Floats of x one column block holds (tokens x columns): 16 KiB, half of L1d.</summary>
-    private const int XBlockFloats = 4096;
+    private static readonly int XBlockFloats = int.Parse(Environment.GetEnvironmentVariable("SM_XB") ?? "4096");
 
-    /// <summary>How many rows ahead (in the block's row order) the weights are prefetched.</summary>
-    private const int PrefetchRows = 8;
+    /// <summary>
+    /// How far ahead (in bytes of weights, in the row loop's order) the weights are prefetched: a row's
+    /// part of a column block is 128 B to 4 KiB, so a fixed row count is too short for some and would push
+    /// the x block out of L1 for others. Measured on q3 down at 3 tokens: 2 rows ahead (~1 KiB) was 20-30%
+    /// slower than 32 rows (~15 KiB).
+    /// </summary>
+    private const int PrefetchBytes = 8192;
 
-    /// <summary>Scratch floats one worker needs: the row block's partial sums.</summary>
-    public const long ScratchFloats = RowBlock * TileTokens;
+    /// <summary>Most tokens one <see cref="Multiply"/> call takes (three tiles).</summary>
+    public const int MostKernelTokens = 3 * TileTokens;
+
+    /// <summary>Scratch floats one worker needs: the row block's partial sums, per tile.</summary>
+    public const long ScratchFloats = 3 * RowBlock * TileTokens;
 
     /// <summary>Weights this path decodes (others keep the GEMM): 2/3/4/8-bit MLX affine, dense bf16/f16/f32; AVX2 only.</summary>
     public static bool Supports(LinearWeight weight) => CpuKernels.UseAvx2 && Fma.IsSupported && weight switch
@@ -87,98 +98,116 @@ internal static unsafe class SmallGemmKernels
     }
 
     /// <summary>
-    /// Y[t * W.Rows + r] = sum_k x[t, k] W[r, k] for tokens [0, tokens) and rows [first, end), from x
-    /// packed by <see cref="PackInput"/>. <paramref name="scratch"/> holds <see cref="ScratchFloats"/> floats.
+    /// Y[t * W.Rows + r] = sum_k x[t, k] W[r, k] for tokens [0, tokens) (at most <see cref="MostKernelTokens"/>)
+    /// and rows [first, end), from x packed by <see cref="PackInput"/>. <paramref name="scratch"/> holds
+    /// <see cref="ScratchFloats"/> floats.
+    /// <para>
+    /// Rows in blocks of <see cref="RowBlock"/>; per block, column blocks of <see cref="XBlockFloats"/> /
+    /// tokens columns (a multiple of 128, so no MLX group straddles two); per column block every tile of
+    /// tokens runs over every row of the block, so a second tile reads the block's weights from cache,
+    /// not memory.
+    /// </para>
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Multiply(LinearWeight weight, int first, int end, float* packed, int tokens, float* y, float* scratch)
     {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(tokens, MostKernelTokens);
         var source = new Source(weight);
-        int padded = Padded(weight.Cols), tiles = TileCount(tokens);
-        for (int t = 0, tile = 0, n; t < tokens; t += n, tile++)
-        {
-            n = (tokens - t) / (tiles - tile);
-            float* xt = packed + (long)t * padded, yt = y + (long)t * weight.Rows;
-            switch (n)
-            {
-                case 8: ForKind<Eight>(weight, source, first, end, xt, yt, scratch); break;
-                case 7: ForKind<Seven>(weight, source, first, end, xt, yt, scratch); break;
-                case 6: ForKind<Six>(weight, source, first, end, xt, yt, scratch); break;
-                case 5: ForKind<Five>(weight, source, first, end, xt, yt, scratch); break;
-                case 4: ForKind<Four>(weight, source, first, end, xt, yt, scratch); break;
-                case 3: ForKind<Three>(weight, source, first, end, xt, yt, scratch); break;
-                case 2: ForKind<Two>(weight, source, first, end, xt, yt, scratch); break;
-                default: ForKind<One>(weight, source, first, end, xt, yt, scratch); break;
-            }
-        }
-    }
-
-    private static void ForKind<TTokens>(LinearWeight weight, in Source source, int first, int end, float* x, float* y, float* sums)
-        where TTokens : struct, IConstant
-    {
-        switch (weight)
-        {
-            case QuantizedWeight { Bits: 2 }: Rows<TTokens, QuantizedDot<Two>>(source, first, end, x, y, sums); break;
-            case QuantizedWeight { Bits: 3 }: Rows<TTokens, QuantizedDot<Three>>(source, first, end, x, y, sums); break;
-            case QuantizedWeight { Bits: 4 }: Rows<TTokens, QuantizedDot<Four>>(source, first, end, x, y, sums); break;
-            case QuantizedWeight { Bits: 8 }: Rows<TTokens, QuantizedDot<Eight>>(source, first, end, x, y, sums); break;
-            case DenseWeight { Type: ScalarType.BF16 }: Rows<TTokens, DenseDot<Bf16>>(source, first, end, x, y, sums); break;
-            case DenseWeight { Type: ScalarType.F16 }: Rows<TTokens, DenseDot<F16>>(source, first, end, x, y, sums); break;
-            case DenseWeight { Type: ScalarType.F32 }: Rows<TTokens, DenseDot<F32>>(source, first, end, x, y, sums); break;
-            default: throw new ArgumentException($"small-M Linear does not decode {weight.GetType().Name}", nameof(weight));
-        }
-    }
-
-    /// <summary>
-    /// Rows [first, end) in blocks of <see cref="RowBlock"/>; per block, column blocks of
-    /// <see cref="XBlockFloats"/> / n columns (a multiple of 128, so no MLX group straddles two), and per
-    /// column block every row of the block.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Rows<TTokens, TDot>(in Source source, int first, int end, float* x, float* y, float* sums)
-        where TTokens : struct, IConstant
-        where TDot : struct, IRowDot
-    {
-        int n = TTokens.Value, cols = source.Cols, outRows = source.Rows;
-        int depth = Math.Max(128, XBlockFloats / n / 128 * 128);
+        int cols = weight.Cols, outRows = weight.Rows, padded = Padded(cols), tiles = TileCount(tokens);
+        int depth = Math.Max(128, XBlockFloats / tokens / 128 * 128);
+        int prefetchRows = (int)Math.Clamp(PrefetchBytes / Math.Max(1, (long)depth * source.BitsPerColumn / 8), 2, RowBlock / 2);
         for (int r0 = first; r0 < end; r0 += RowBlock)
         {
             int r1 = Math.Min(end, r0 + RowBlock);
             for (int k0 = 0; k0 < cols; k0 += depth)
             {
-                int k1 = Math.Min(cols, k0 + depth);
-                for (int r = r0; r < r1; r++)
+                var block = new Block(r0, r1, end, k0, Math.Min(cols, k0 + depth), depth, prefetchRows);
+                for (int t = 0, tile = 0, n; t < tokens; t += n, tile++)
                 {
-                    // The row PrefetchRows ahead in this loop order: same column block, or the next
-                    // column block of this row block, or the next row block's first column block.
-                    int ahead = r + PrefetchRows, aheadK0 = k0;
-                    if (ahead >= r1)
+                    n = (tokens - t) / (tiles - tile);
+                    // Only the first tile prefetches: the others find the block's weights in cache.
+                    var tileBlock = tile == 0 ? block : block with { PrefetchEnd = r0 };
+                    float* xt = packed + (long)t * padded, sums = scratch + tile * RowBlock * TileTokens;
+                    switch (n)
                     {
-                        if (k1 < cols)
-                        {
-                            ahead -= r1 - r0;
-                            aheadK0 = k1;
-                        }
-                        else
-                        {
-                            aheadK0 = 0;
-                        }
+                        case 8: ForKind<Eight>(weight, source, tileBlock, xt, sums); break;
+                        case 7: ForKind<Seven>(weight, source, tileBlock, xt, sums); break;
+                        case 6: ForKind<Six>(weight, source, tileBlock, xt, sums); break;
+                        case 5: ForKind<Five>(weight, source, tileBlock, xt, sums); break;
+                        case 4: ForKind<Four>(weight, source, tileBlock, xt, sums); break;
+                        case 3: ForKind<Three>(weight, source, tileBlock, xt, sums); break;
+                        case 2: ForKind<Two>(weight, source, tileBlock, xt, sums); break;
+                        default: ForKind<One>(weight, source, tileBlock, xt, sums); break;
                     }
-                    if (ahead < end)
-                        source.Prefetch(ahead, aheadK0, Math.Min(cols, aheadK0 + depth));
-
-                    var rowSums = TDot.Dot<TTokens>(source, r, k0, k1, x);   // lane t: token t
-                    float* partial = sums + (r - r0) * TileTokens;
-                    if (k0 > 0)
-                        rowSums += Vector256.Load(partial);
-                    rowSums.Store(partial);
                 }
             }
-            for (int r = r0; r < r1; r++)
+            for (int t = 0, tile = 0, n; t < tokens; t += n, tile++)
             {
-                for (int t = 0; t < n; t++)
-                    y[(long)t * outRows + r] = sums[(r - r0) * TileTokens + t];
+                n = (tokens - t) / (tiles - tile);
+                float* sums = scratch + tile * RowBlock * TileTokens;
+                for (int r = r0; r < r1; r++)
+                {
+                    for (int j = 0; j < n; j++)
+                        y[(long)(t + j) * outRows + r] = sums[(r - r0) * TileTokens + j];
+                }
             }
+        }
+    }
+
+    /// <summary>
+    /// Rows [R0, R1) over columns [K0, K1) of a block; rows up to PrefetchEnd (the caller's end, or R0
+    /// for none) are prefetched PrefetchRows ahead (at most half a row block); Depth is the column block width.
+    /// </summary>
+    private readonly record struct Block(int R0, int R1, int PrefetchEnd, int K0, int K1, int Depth, int PrefetchRows);
+
+    private static void ForKind<TTokens>(LinearWeight weight, in Source source, in Block block, float* x, float* sums)
+        where TTokens : struct, IConstant
+    {
+        switch (weight)
+        {
+            case QuantizedWeight { Bits: 2 }: Rows<TTokens, QuantizedDot<Two>>(source, block, x, sums); break;
+            case QuantizedWeight { Bits: 3 }: Rows<TTokens, QuantizedDot<Three>>(source, block, x, sums); break;
+            case QuantizedWeight { Bits: 4 }: Rows<TTokens, QuantizedDot<Four>>(source, block, x, sums); break;
+            case QuantizedWeight { Bits: 8 }: Rows<TTokens, QuantizedDot<Eight>>(source, block, x, sums); break;
+            case DenseWeight { Type: ScalarType.BF16 }: Rows<TTokens, DenseDot<Bf16>>(source, block, x, sums); break;
+            case DenseWeight { Type: ScalarType.F16 }: Rows<TTokens, DenseDot<F16>>(source, block, x, sums); break;
+            case DenseWeight { Type: ScalarType.F32 }: Rows<TTokens, DenseDot<F32>>(source, block, x, sums); break;
+            default: throw new ArgumentException($"small-M Linear does not decode {weight.GetType().Name}", nameof(weight));
+        }
+    }
+
+    /// <summary>sums[(r - R0) * 8 + t] (+)= row r's dot products with the tile's tokens over the block's columns.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Rows<TTokens, TDot>(in Source source, in Block block, float* x, float* sums)
+        where TTokens : struct, IConstant
+        where TDot : struct, IRowDot
+    {
+        int r0 = block.R0, r1 = block.R1, k0 = block.K0, k1 = block.K1, cols = source.Cols;
+        for (int r = r0; r < r1; r++)
+        {
+            // The row PrefetchRows ahead in the loop order: same column block, or the next column
+            // block of this row block, or the next row block's first column block.
+            int ahead = r + block.PrefetchRows, aheadK0 = k0;
+            if (ahead >= r1)
+            {
+                if (k1 < cols)
+                {
+                    ahead -= r1 - r0;
+                    aheadK0 = k1;
+                }
+                else
+                {
+                    aheadK0 = 0;
+                }
+            }
+            if (ahead < block.PrefetchEnd)
+                source.Prefetch(ahead, aheadK0, Math.Min(cols, aheadK0 + block.Depth));
+
+            var rowSums = TDot.Dot<TTokens>(source, r, k0, k1, x);   // lane t: token t
+            float* partial = sums + (r - r0) * TileTokens;
+            if (k0 > 0)
+                rowSums += Vector256.Load(partial);
+            rowSums.Store(partial);
         }
     }
 
@@ -279,14 +308,14 @@ internal static unsafe class SmallGemmKernels
         {
             int n = TTokens.Value, bits = TBits.Value, groupSize = source.GroupSize, slots = Slots(n);
             byte* codes = source.Data + row * source.RowBytes;
-            long groupIndex = (long)row * source.GroupsPerRow;
+            long groupIndex = (long)row * source.GroupsPerRow;   // of the row's first group
             // Lane i shifts its copy of the 8 codes' bits right by i * bits.
             var shifts = Vector256.Create(0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u) * (uint)bits;
             var mask = Vector256.Create((1u << bits) - 1);
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-            for (int g0 = k0; g0 < k1; g0 += groupSize)
+            long group = groupIndex + k0 / groupSize;
+            for (int g0 = k0; g0 < k1; g0 += groupSize, group++)
             {
-                long group = groupIndex + g0 / groupSize;
                 var scale = Vector256.Create(source.Scale(group));
                 var bias = Vector256.Create(source.Bias(group));
                 float* xs = x + (long)g0 * n;
