@@ -309,8 +309,9 @@ internal static unsafe class SmallGemmKernels
             int n = TTokens.Value, bits = TBits.Value, groupSize = source.GroupSize, slots = Slots(n);
             byte* codes = source.Data + row * source.RowBytes;
             long groupIndex = (long)row * source.GroupsPerRow;   // of the row's first group
-            // Lane i shifts its copy of the 8 codes' bits right by i * bits.
-            var shifts = Vector256.Create(0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u) * (uint)bits;
+            // Per-lane right shifts of the broadcast word (see Codes): the first and the other steps of 32 codes.
+            var shiftsFirst = Vector256.Create(0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u) * (uint)bits;
+            var shiftsOther = shiftsFirst + Vector256.Create(bits == 2 ? 16u : bits == 3 ? 8u : 0u);
             var mask = Vector256.Create((1u << bits) - 1);
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
             long group = groupIndex + k0 / groupSize;
@@ -318,48 +319,52 @@ internal static unsafe class SmallGemmKernels
             {
                 var scale = Vector256.Create(source.Scale(group));
                 var bias = Vector256.Create(source.Bias(group));
+                // 32 codes (bits words) per iteration: four steps of 8, step u into accumulator slot u % slots.
+                byte* block = codes + g0 / 8 * bits;
                 float* xs = x + (long)g0 * n;
-                for (int step = g0 / 8, stepEnd = (g0 + groupSize) / 8; step < stepEnd; step += slots, xs += slots * n * 8)
+                for (int c0 = g0; c0 < g0 + groupSize; c0 += 32, block += 4 * bits, xs += 32 * n)
                 {
                     // f32(q * scale) + bias: the reference's two roundings (no FMA here).
-                    Accumulate<TTokens>(Avx.ConvertToVector256Single(Codes<TBits>(codes, step, shifts, mask)) * scale + bias, 0, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
-                    if (slots > 1)
-                        Accumulate<TTokens>(Avx.ConvertToVector256Single(Codes<TBits>(codes, step + 1, shifts, mask)) * scale + bias, 1, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
-                    if (slots > 2)
-                    {
-                        Accumulate<TTokens>(Avx.ConvertToVector256Single(Codes<TBits>(codes, step + 2, shifts, mask)) * scale + bias, 2, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
-                        Accumulate<TTokens>(Avx.ConvertToVector256Single(Codes<TBits>(codes, step + 3, shifts, mask)) * scale + bias, 3, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
-                    }
+                    Accumulate<TTokens>(Avx.ConvertToVector256Single(Codes<TBits>(block, 0, shiftsFirst, shiftsOther, mask)) * scale + bias, 0, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
+                    Accumulate<TTokens>(Avx.ConvertToVector256Single(Codes<TBits>(block, 1, shiftsFirst, shiftsOther, mask)) * scale + bias, 1 % slots, xs + 8 * n, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
+                    Accumulate<TTokens>(Avx.ConvertToVector256Single(Codes<TBits>(block, 2, shiftsFirst, shiftsOther, mask)) * scale + bias, 2 % slots, xs + 16 * n, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
+                    Accumulate<TTokens>(Avx.ConvertToVector256Single(Codes<TBits>(block, 3, shiftsFirst, shiftsOther, mask)) * scale + bias, 3 % slots, xs + 24 * n, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
                 }
             }
             return TokenSums<TTokens>(a0, a1, a2, a3, a4, a5, a6, a7);
         }
     }
 
-    /// <summary>The 8 codes of columns 8 step .. 8 step + 7 of a packed row, one per lane.</summary>
+    /// <summary>
+    /// The 8 codes of step <paramref name="u"/> (0-3, a constant after inlining) of the 32 codes at
+    /// <paramref name="block"/>, one per lane: one broadcast dword load, a per-lane shift, a mask.
+    /// 2 bits: steps 0-1 in the first dword, 2-3 in the second (shifted 16 more). 3 bits: step u's 3 bytes
+    /// start at byte 3u; steps 1-3 read the dword ending with them (shifted 8 more), so no read leaves
+    /// the 12-byte block.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Codes<TBits>(byte* codes, int step, Vector256<uint> shifts, Vector256<uint> mask)
+    private static Vector256<int> Codes<TBits>(byte* block, int u, Vector256<uint> shiftsFirst, Vector256<uint> shiftsOther, Vector256<uint> mask)
         where TBits : struct, IConstant
     {
         if (TBits.Value == 8)
-            return Avx2.ConvertToVector256Int32(codes + 8 * step);
-        uint word;
+            return Avx2.ConvertToVector256Int32(block + 8 * u);
+        Vector256<uint> word, shifts;
         if (TBits.Value == 2)
         {
-            word = ((ushort*)codes)[step];
+            word = Vector256.Create(*(uint*)(block + 4 * (u >> 1)));
+            shifts = (u & 1) == 0 ? shiftsFirst : shiftsOther;
         }
         else if (TBits.Value == 4)
         {
-            word = ((uint*)codes)[step];
+            word = Vector256.Create(*(uint*)(block + 4 * u));
+            shifts = shiftsFirst;
         }
         else
         {
-            // 3 bits: the 3 bytes of step s start at byte 3s. Read the dword ending with them (the one
-            // starting at them for the first step of each 32 codes), so the read never leaves the row.
-            int back = (step & 3) != 0 ? 1 : 0;
-            word = *(uint*)(codes + 3 * step - back) >> (8 * back);
+            word = Vector256.Create(*(uint*)(block + (u == 0 ? 0 : 3 * u - 1)));
+            shifts = u == 0 ? shiftsFirst : shiftsOther;
         }
-        return (Avx2.ShiftRightLogicalVariable(Vector256.Create(word), shifts) & mask).AsInt32();
+        return (Avx2.ShiftRightLogicalVariable(word, shifts) & mask).AsInt32();
     }
 
     /// <summary>
@@ -370,31 +375,31 @@ internal static unsafe class SmallGemmKernels
     private static int Slots(int tokens) => tokens <= 2 ? 4 : tokens <= 4 ? 2 : 1;
 
     /// <summary>
-    /// Accumulator j = slot * n + t takes weight vector w (of this slot's step) times token t's x at
-    /// xs + 8 j (x is packed [step][n][8], so the slots' steps are adjacent). All ifs fold at JIT time.
+    /// Accumulator j = slot * n + t takes weight vector w (of one step) times token t's x at xStep + 8 t
+    /// (x is packed [step][n][8]). All ifs fold at JIT time.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Accumulate<TTokens>(Vector256<float> w, int slot, float* xs, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2,
+    private static void Accumulate<TTokens>(Vector256<float> w, int slot, float* xStep, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2,
                                             ref Vector256<float> a3, ref Vector256<float> a4, ref Vector256<float> a5, ref Vector256<float> a6, ref Vector256<float> a7)
         where TTokens : struct, IConstant
     {
         int n = TTokens.Value, chains = n * Slots(n);
         if (0 / n == slot)
-            a0 = Fma.MultiplyAdd(w, Vector256.Load(xs), a0);
+            a0 = Fma.MultiplyAdd(w, Vector256.Load(xStep), a0);
         if (1 < chains && 1 / n == slot)
-            a1 = Fma.MultiplyAdd(w, Vector256.Load(xs + 8), a1);
+            a1 = Fma.MultiplyAdd(w, Vector256.Load(xStep + 8 * (1 % n)), a1);
         if (2 < chains && 2 / n == slot)
-            a2 = Fma.MultiplyAdd(w, Vector256.Load(xs + 16), a2);
+            a2 = Fma.MultiplyAdd(w, Vector256.Load(xStep + 8 * (2 % n)), a2);
         if (3 < chains && 3 / n == slot)
-            a3 = Fma.MultiplyAdd(w, Vector256.Load(xs + 24), a3);
+            a3 = Fma.MultiplyAdd(w, Vector256.Load(xStep + 8 * (3 % n)), a3);
         if (4 < chains && 4 / n == slot)
-            a4 = Fma.MultiplyAdd(w, Vector256.Load(xs + 32), a4);
+            a4 = Fma.MultiplyAdd(w, Vector256.Load(xStep + 8 * (4 % n)), a4);
         if (5 < chains && 5 / n == slot)
-            a5 = Fma.MultiplyAdd(w, Vector256.Load(xs + 40), a5);
+            a5 = Fma.MultiplyAdd(w, Vector256.Load(xStep + 8 * (5 % n)), a5);
         if (6 < chains && 6 / n == slot)
-            a6 = Fma.MultiplyAdd(w, Vector256.Load(xs + 48), a6);
+            a6 = Fma.MultiplyAdd(w, Vector256.Load(xStep + 8 * (6 % n)), a6);
         if (7 < chains && 7 / n == slot)
-            a7 = Fma.MultiplyAdd(w, Vector256.Load(xs + 56), a7);
+            a7 = Fma.MultiplyAdd(w, Vector256.Load(xStep + 8 * (7 % n)), a7);
     }
 
     /// <summary>Lane t: the sum over slots of accumulators slot * n + t, each summed over its 8 lanes.</summary>
@@ -432,11 +437,11 @@ internal static unsafe class SmallGemmKernels
             {
                 Accumulate<TTokens>(TElement.Load8(data, 8 * step), 0, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
                 if (slots > 1)
-                    Accumulate<TTokens>(TElement.Load8(data, 8 * step + 8), 1, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
+                    Accumulate<TTokens>(TElement.Load8(data, 8 * step + 8), 1, xs + 8 * n, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
                 if (slots > 2)
                 {
-                    Accumulate<TTokens>(TElement.Load8(data, 8 * step + 16), 2, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
-                    Accumulate<TTokens>(TElement.Load8(data, 8 * step + 24), 3, xs, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
+                    Accumulate<TTokens>(TElement.Load8(data, 8 * step + 16), 2, xs + 16 * n, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
+                    Accumulate<TTokens>(TElement.Load8(data, 8 * step + 24), 3, xs + 24 * n, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
                 }
             }
             // Leftover steps (and a row tail) one at a time, into the first slot's accumulators.
