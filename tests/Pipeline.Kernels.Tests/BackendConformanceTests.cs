@@ -69,6 +69,7 @@ public abstract class BackendConformanceTests : IDisposable
     [InlineData(ScalarType.BF16, 300, 1000, 8)]   // GEMM: several column blocks, cols not a multiple of 256
     [InlineData(ScalarType.F16, 23, 300, 13)]
     [InlineData(ScalarType.BF16, 131, 2053, 6)]   // small-M: column blocks, row tail of 5 columns
+    [InlineData(ScalarType.F16, 50, 300, 27)]     // small-M for dense weights up to 32 tokens: four tiles
     public void Linear_Dense(ScalarType type, int rows, int cols, int tokens)
     {
         var weight = _weights.Dense(rows, cols, type, spread: 1f / MathF.Sqrt(cols));

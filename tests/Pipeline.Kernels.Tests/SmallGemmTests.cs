@@ -7,7 +7,7 @@ namespace Pipeline.Kernels.Tests;
 
 /// <summary>
 /// The small-M Linear (<see cref="SmallGemmKernels"/>, batched decode) against the reference weights summed
-/// in double: token counts 1-17 (one and two tiles, every accumulator layout), row counts around the row
+/// in double: token counts 1-17 for quantized weights, 1-32 for dense (one to four tiles, every accumulator layout), row counts around the row
 /// block, each range split in two calls as workers split it; quantized rows of 1 to 17 groups of 32/64/128
 /// (several column blocks at every token count), 2/3/4/8 bits (3-bit codes crossing words and bytes),
 /// bf16/f16/f32 scales; dense rows with tails (cols not a multiple of 8). Tolerance: f32 summation order
@@ -16,7 +16,6 @@ namespace Pipeline.Kernels.Tests;
 /// </summary>
 public sealed unsafe class SmallGemmTests : IDisposable
 {
-    private const int MostTokens = 17;
     private static readonly int[] OutRows = [1, 7, 130];
 
     private readonly RandomWeights _weights = new(seed: 77, pageAligned: true);
@@ -53,7 +52,7 @@ public sealed unsafe class SmallGemmTests : IDisposable
             if (groups == 17 && groupSize != 128)
                 continue;
             foreach (int rows in OutRows)
-                Check(_weights.Quantized(rows, groupSize * groups, bits, groupSize, scaleType), $"{bits}-bit group {groupSize} x{groups} {scaleType} scales");
+                Check(_weights.Quantized(rows, groupSize * groups, bits, groupSize, scaleType), 17, $"{bits}-bit group {groupSize} x{groups} {scaleType} scales");
         }
     }
 
@@ -68,7 +67,7 @@ public sealed unsafe class SmallGemmTests : IDisposable
         foreach (int cols in new[] { 1, 7, 37, 1000, 2053 })
         {
             foreach (int rows in OutRows)
-                Check(_weights.Dense(rows, cols, type, spread: 1f / MathF.Sqrt(cols)), $"{type} cols {cols}");
+                Check(_weights.Dense(rows, cols, type, spread: 1f / MathF.Sqrt(cols)), SmallGemmKernels.MostKernelTokens, $"{type} cols {cols}");
         }
     }
 
@@ -81,7 +80,8 @@ public sealed unsafe class SmallGemmTests : IDisposable
         return hardware;
     }
 
-    private void Check(LinearWeight weight, string what)
+    /// <summary>Every token count from 1 to <paramref name="mostTokens"/> against the double-precision sums.</summary>
+    private void Check(LinearWeight weight, int mostTokens, string what)
     {
         int rows = weight.Rows, cols = weight.Cols;
         var dense = new float[rows * cols];
@@ -90,11 +90,11 @@ public sealed unsafe class SmallGemmTests : IDisposable
             for (int c = 0; c < cols; c++)
                 dense[r * cols + c] = ReferenceWeights.At(weight, r, c);
         }
-        var x = _weights.Floats(MostTokens * cols);
+        var x = _weights.Floats(mostTokens * cols);
         // Reference sums for every token row once: they do not depend on how many rows a call takes.
-        var expected = new double[MostTokens * rows];
-        var magnitudes = new double[MostTokens * rows];
-        for (int t = 0; t < MostTokens; t++)
+        var expected = new double[mostTokens * rows];
+        var magnitudes = new double[mostTokens * rows];
+        for (int t = 0; t < mostTokens; t++)
         {
             for (int r = 0; r < rows; r++)
             {
@@ -109,7 +109,7 @@ public sealed unsafe class SmallGemmTests : IDisposable
                 magnitudes[t * rows + r] = magnitude;
             }
         }
-        for (int tokens = 1; tokens <= MostTokens; tokens++)
+        for (int tokens = 1; tokens <= mostTokens; tokens++)
         {
             var actual = Run(weight, x, tokens);
             for (int t = 0; t < tokens; t++)

@@ -29,7 +29,7 @@ public sealed unsafe class CpuBackend : IBackend
     /// <summary>
     /// Below this many token rows, 2/3/4-bit weights with groups of 64 run the split-activation matvec
     /// (<see cref="Int16Kernels"/>; x as three exact int8 terms: measured faster than the small-M kernel at
-    /// 2-3 tokens). Other Linears of 2 to <see cref="SmallGemmKernels.MaxTokens"/> rows (and these from this
+    /// 2-3 tokens). Other Linears of 2 to <see cref="SmallGemmKernels.MaxTokens"/> rows (16; 32 dense) (and these from this
     /// count on) run <see cref="SmallGemmKernels"/> on the AVX2 path; more rows, or other paths, the blocked
     /// GEMM (<see cref="GemmKernels"/>); one token of other weights, the f32 matvec.
     /// </summary>
@@ -144,7 +144,7 @@ public sealed unsafe class CpuBackend : IBackend
             for (int t = 0; t < rows; t++)
                 Int16Kernels.QuantizeInput(job.X + (long)t * q16.Cols, q16.Cols, q16.Bits, (short*)job.XQuantized + (long)t * shorts, job.XScaled + (long)t * groups, job.XSums + (long)t * groups);
         }
-        else if (rows >= SmallGemmKernels.MinTokens && rows <= SmallGemmKernels.MaxTokens && SmallGemmKernels.Supports(weight))
+        else if (rows >= SmallGemmKernels.MinTokens && rows <= SmallGemmKernels.MaxTokens(weight) && SmallGemmKernels.Supports(weight))
         {
             if (weight is QuantizedWeight qs)
                 CheckGeometry(qs, nameof(weight));
