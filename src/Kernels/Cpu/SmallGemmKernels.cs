@@ -43,7 +43,7 @@ internal static unsafe class SmallGemmKernels
     private const int RowBlock = 128;
 
     /// <summary>Floats of x one column block holds (tokens x columns): 16 KiB, half of L1d.</summary>
-    private static readonly int XBlockFloats = int.Parse(Environment.GetEnvironmentVariable("SM_XB") ?? "4096");
+    private const int XBlockFloats = 4096;
 
     /// <summary>
     /// How far ahead (in bytes of weights, in the row loop's order) the weights are prefetched: a row's
