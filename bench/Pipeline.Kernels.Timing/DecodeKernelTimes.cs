@@ -73,13 +73,13 @@ internal static unsafe class DecodeKernelTimes
         public long Seconds, Nanoseconds;
     }
 
-    private static double ThreadCpuSeconds()
+    internal static double ThreadCpuSeconds()
     {
         ClockGetTime(3, out var t);
         return t.Seconds + t.Nanoseconds * 1e-9;
     }
 
-    private static double TscHz()
+    internal static double TscHz()
     {
         foreach (var line in File.ReadLines("/proc/cpuinfo"))
         {

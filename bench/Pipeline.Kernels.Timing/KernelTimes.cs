@@ -75,7 +75,7 @@ internal static unsafe class KernelTimes
         return new QuantizedWeight(Fill((long)rows * cols * bits / 8, 1), scales, biases, rows, cols, bits, 64, ScalarType.BF16);
     }
 
-    private static DenseWeight Dense(int rows, int cols)
+    internal static DenseWeight Dense(int rows, int cols)
     {
         nint data = Fill((long)rows * cols * 2, 4);
         for (long i = 0; i < (long)rows * cols; i++)

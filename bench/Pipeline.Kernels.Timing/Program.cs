@@ -7,6 +7,7 @@ using Pipeline.Model;
 // the fastest decode step. Not a benchmark of record (that is `pipeline bench`): min of N, noisy machine.
 // usage: Pipeline.Kernels.Timing <model dir> [threads=2] [prompt tokens=128] [decode steps=8]
 //    or: Pipeline.Kernels.Timing kernels [threads=1] [runs=10] [tokens=1]
+//    or: Pipeline.Kernels.Timing small [runs=5] [kinds=q2,q3,q4,bf16] [tokens=2,3,4,8,16]   (small-M vs GEMM kernels, one thread)
 //    or: Pipeline.Kernels.Timing decode16 [runs=10]   (int16 decode kernels, one thread, L2-resident vs streamed)
 // PIPELINE_CPU_INT8=1: CpuBackend with int8 activations.
 if (args.Length < 1)
@@ -17,6 +18,12 @@ if (args.Length < 1)
 if (args[0] == "decode16")
 {
     DecodeKernelTimes.Run(args.Length > 1 ? int.Parse(args[1]) : 10);
+    return 0;
+}
+if (args[0] == "small")
+{
+    SmallGemmTimes.Run(args.Length > 1 ? int.Parse(args[1]) : 5, args.Length > 2 ? args[2] : "q2,q3,q4,bf16",
+                       args.Length > 3 ? args[3].Split(',').Select(int.Parse).ToArray() : [2, 3, 4, 8, 16]);
     return 0;
 }
 if (args[0] == "kernels")

@@ -41,6 +41,9 @@ public abstract class BackendConformanceTests : IDisposable
         data.Add(4, 64, 2048, 64, 1);          // head-like: many short rows
         data.Add(2, 64, 300, 128, 8);          // GEMM: 8 decode rows of batched sessions, panels split over workers
         data.Add(3, 64, 50, 320, 70);          // GEMM: prefill, two column blocks, token and panel tails
+        data.Add(3, 32, 133, 2112, 9);         // small-M: tiles of 5 + 4 tokens, several column blocks, rows past one row block
+        data.Add(8, 128, 70, 1024, 16);        // small-M: two tiles of 8
+        data.Add(2, 64, 40, 2176, 2);          // small-M (or split activations): 2 tokens
         return data;
     }
 
@@ -65,6 +68,8 @@ public abstract class BackendConformanceTests : IDisposable
     [InlineData(ScalarType.F32, 17, 45, 33)]
     [InlineData(ScalarType.BF16, 300, 1000, 8)]   // GEMM: several column blocks, cols not a multiple of 256
     [InlineData(ScalarType.F16, 23, 300, 13)]
+    [InlineData(ScalarType.BF16, 131, 2053, 6)]   // small-M: column blocks, row tail of 5 columns
+    [InlineData(ScalarType.F16, 50, 300, 27)]     // small-M for dense weights up to 32 tokens: four tiles
     public void Linear_Dense(ScalarType type, int rows, int cols, int tokens)
     {
         var weight = _weights.Dense(rows, cols, type, spread: 1f / MathF.Sqrt(cols));

@@ -27,9 +27,11 @@ public sealed unsafe class CpuBackend : IBackend
     private bool _disposed;
 
     /// <summary>
-    /// From this many token rows on, every Linear but the int8 path runs as a blocked GEMM
-    /// (<see cref="GemmKernels"/>: weights decoded once per op for all rows); below it, the split-activation
-    /// matvec (<see cref="Int16Kernels"/>: 2/3/4-bit, groups of 64; x as three exact int8 terms) or the f32 matvec.
+    /// Below this many token rows, 2/3/4-bit weights with groups of 64 run the split-activation matvec
+    /// (<see cref="Int16Kernels"/>; x as three exact int8 terms: measured faster than the small-M kernel at
+    /// 2-3 tokens). Other Linears of 2 to <see cref="SmallGemmKernels.MaxTokens"/> rows (16; 32 dense) (and these from this
+    /// count on) run <see cref="SmallGemmKernels"/> on the AVX2 path; more rows, or other paths, the blocked
+    /// GEMM (<see cref="GemmKernels"/>); one token of other weights, the f32 matvec.
     /// </summary>
     public const int GemmMinTokens = 4;
 
@@ -112,6 +114,7 @@ public sealed unsafe class CpuBackend : IBackend
         job.Int8 = false;
         job.Int16 = false;
         job.Gemm = false;
+        job.Small = false;
         if (weight is QuantizedWeight qi && Int8Activations && Int8Kernels.Supports(qi))
         {
             CheckGeometry(qi, nameof(weight));
@@ -140,6 +143,15 @@ public sealed unsafe class CpuBackend : IBackend
             job.XSums = job.XScaled + (long)rows * groups;
             for (int t = 0; t < rows; t++)
                 Int16Kernels.QuantizeInput(job.X + (long)t * q16.Cols, q16.Cols, q16.Bits, (short*)job.XQuantized + (long)t * shorts, job.XScaled + (long)t * groups, job.XSums + (long)t * groups);
+        }
+        else if (rows >= SmallGemmKernels.MinTokens && rows <= SmallGemmKernels.MaxTokens(weight) && SmallGemmKernels.Supports(weight))
+        {
+            if (weight is QuantizedWeight qs)
+                CheckGeometry(qs, nameof(weight));
+            // [tiles][cols/8][tile tokens][8] x, shared by the workers.
+            job.XPacked = _inputScratch.Get(SmallGemmKernels.PackedInputFloats(rows, weight.Cols));
+            SmallGemmKernels.PackInput(job.X, rows, weight.Cols, job.XPacked);
+            job.Small = true;
         }
         else if (rows > 1 || weight is DenseWeight { Type: ScalarType.F16 })
         {
@@ -185,8 +197,9 @@ public sealed unsafe class CpuBackend : IBackend
 
         public LinearWeight Weight = null!;
         public float* X, Y, XScaled, XSums;   // XScaled holds the int8 / split-term steps when Int8 / Int16
+        public float* XPacked;   // x for SmallGemmKernels when Small
         public sbyte* XQuantized;   // three int8 terms per value when Int16
-        public bool Int8, Int16, Gemm;
+        public bool Int8, Int16, Gemm, Small;
         public int XBytes;   // bytes of one token's XQuantized
         public int Tokens, RowsPerChunk, TokenTile;
 
@@ -223,6 +236,12 @@ public sealed unsafe class CpuBackend : IBackend
                 {
                     Int16Kernels.MatVec(q16, block, Math.Min(end, block + RowBlock), (short*)XQuantized, XScaled, XSums, Y, outRows, Tokens);
                 }
+                return;
+            }
+
+            if (Small)
+            {
+                SmallGemmKernels.Multiply(Weight, first, end, XPacked, Tokens, Y, backend._workerScratch[worker].Get(SmallGemmKernels.ScratchFloats));
                 return;
             }
 

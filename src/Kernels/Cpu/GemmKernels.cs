@@ -357,7 +357,7 @@ internal static unsafe class GemmKernels
     /// infinities and NaNs keep an all-ones exponent.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> HalfToSingle(Vector256<uint> half)
+    internal static Vector256<float> HalfToSingle(Vector256<uint> half)
     {
         var magnitude = half & Vector256.Create(0x7FFFu);
         var shifted = Vector256.ShiftLeft(magnitude, 13);
@@ -470,26 +470,6 @@ internal static unsafe class GemmKernels
             }
         }
     }
-
-    /// <summary>A compile-time int (a bit width, a token count): each struct is its own JIT instantiation, so loops over it unroll.</summary>
-    private interface IConstant
-    {
-        static abstract int Value { get; }
-    }
-
-    private readonly struct One : IConstant { public static int Value => 1; }
-
-    private readonly struct Two : IConstant { public static int Value => 2; }
-
-    private readonly struct Three : IConstant { public static int Value => 3; }
-
-    private readonly struct Four : IConstant { public static int Value => 4; }
-
-    private readonly struct Five : IConstant { public static int Value => 5; }
-
-    private readonly struct Six : IConstant { public static int Value => 6; }
-
-    private readonly struct Eight : IConstant { public static int Value => 8; }
 
     /// <summary>
     /// One register tile of TTokens x 16: accumulators a{t}0/a{t}1 for rows 0-7/8-15; the JIT drops
