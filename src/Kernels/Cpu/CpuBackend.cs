@@ -180,7 +180,7 @@ public sealed unsafe class CpuBackend : IBackend
         private const int RowBlock = 16;
 
         public LinearWeight Weight = null!;
-        public float* X, Y, XScaled, XSums;   // XScaled holds the int8 / split-term steps when Int8 / Int16
+        public float* X, Y, XScaled, XSums;   // XScaled holds the split-term steps when Int16
         public sbyte* XQuantized;   // prepared x when Int8 (Int8Kernels.Prepare), three int8 terms per value when Int16
         public bool Int8, Int16, Gemm;
         public int XBytes;   // bytes of one token's prepared x when Int8

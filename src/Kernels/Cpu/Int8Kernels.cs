@@ -24,8 +24,9 @@ namespace Pipeline.Kernels.Cpu;
 /// </para>
 /// <para>
 /// Several tokens (the batched decode of several sessions) share each unpacked pair of groups: a
-/// register tile of up to <see cref="TileTokens"/> tokens holds one accumulator per token, so the
-/// unpacking and the scales are paid once per tile and only the multiply-adds grow with the tokens.
+/// register tile of up to 8 tokens holds one accumulator per token, so the unpacking and the scales
+/// are paid once per tile and only the multiply-adds grow with the tokens. Rows go in blocks of 16,
+/// whose codes are still cached when the next tile of tokens passes over them.
 /// </para>
 /// </summary>
 internal static unsafe class Int8Kernels
@@ -34,10 +35,10 @@ internal static unsafe class Int8Kernels
     public const int GroupSize = 64;
 
     /// <summary>Most tokens of one register tile (8 accumulators beside 4 code vectors, a scale and a sum: 16 ymm).</summary>
-    public const int TileTokens = 8;
+    private const int TileTokens = 8;
 
     /// <summary>Rows taken together: each tile of tokens passes over the block's rows, which stay in cache for the next tile.</summary>
-    public const int RowBlock = 16;
+    private const int RowBlock = 16;
 
     /// <summary>Bytes of one pair of groups of a prepared x: 128 int8 x in code order, then the 8 lane steps (f32).</summary>
     private const int PairBytes = 2 * GroupSize + 32;
