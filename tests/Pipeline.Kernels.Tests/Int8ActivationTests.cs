@@ -42,8 +42,32 @@ public sealed class Int8ActivationTests : IDisposable
         }
         data.Add(3, 300, 320, 1);            // 3-bit multi-threaded matvec: chunks cross words and 128-bit halves
         data.Add(3, 40, 1152, 37);           // 3-bit token tiles
+        data.Add(4, 70, 5376, 9);            // 31B hidden width (84 groups: a bias tail of 4), a tile of 8 and a tile of 1
+        data.Add(3, 17, 2112, 8);            // 33 groups: a lone last group after 16 pairs, one full tile
         return data;
     }
+
+    /// <summary>
+    /// Every token count of a register tile and past it (1..17: tiles of 8, then the rest), on rows that
+    /// are no multiple of the row block (19) and, for 3 and 4 bits, an odd group count (a lone last group;
+    /// 2-bit rows need whole pairs of groups).
+    /// </summary>
+    public static TheoryData<int, int, int, int> TileCases()
+    {
+        var data = new TheoryData<int, int, int, int>();
+        for (int tokens = 1; tokens <= 17; tokens++)
+        {
+            data.Add(2, 19, 640, tokens);
+            data.Add(3, 19, 704, tokens);
+            data.Add(4, 19, 704, tokens);
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(TileCases))]
+    public void EveryTileWidthMatchesScalarTwin(int bits, int rows, int cols, int tokens) =>
+        MatchesScalarTwinAndReferenceBound(bits, rows, cols, tokens);
 
     [Theory]
     [MemberData(nameof(Cases))]

@@ -118,18 +118,14 @@ public sealed unsafe class CpuBackend : IBackend
         if (weight is QuantizedWeight qi && Int8Activations && Int8Kernels.Supports(qi))
         {
             CheckGeometry(qi, nameof(weight));
-            // [rows, InputBytes] quantized x, then [rows, groups] scales and [rows, groups] sums.
-            int groups = qi.GroupsPerRow, inputBytes = Int8Kernels.InputBytes(qi.Cols, qi.Bits);
-            float* scratch = _inputScratch.Get((long)rows * (inputBytes / 4 + 2 * groups));
+            // [rows, PreparedBytes]: each token's int8 x, steps and sums (see Int8Kernels.Prepare).
+            int preparedBytes = Int8Kernels.PreparedBytes(qi.Cols);
+            byte* prepared = (byte*)_inputScratch.Get((long)rows * preparedBytes / 4);
             job.Int8 = true;
-            // Keep a tile of token rows (about 256 KiB of x) hot while weight rows stream past it.
-            job.TokenTile = Math.Clamp((1 << 16) / qi.Cols / 4 * 4, 4, 32);
-            job.XQuantized = (sbyte*)scratch;
-            job.XBytes = inputBytes;
-            job.XScaled = scratch + (long)rows * inputBytes / 4;
-            job.XSums = job.XScaled + (long)rows * groups;
+            job.XQuantized = (sbyte*)prepared;
+            job.XBytes = preparedBytes;
             for (int t = 0; t < rows; t++)
-                Int8Kernels.QuantizeInput(job.X + (long)t * qi.Cols, qi.Cols, qi.Bits, job.XQuantized + (long)t * inputBytes, job.XScaled + (long)t * groups, job.XSums + (long)t * groups);
+                Int8Kernels.Prepare(job.X + (long)t * qi.Cols, qi.Cols, qi.Bits, prepared + (long)t * preparedBytes);
         }
         else if (weight is QuantizedWeight q16 && rows < GemmMinTokens && Int16Kernels.Supports(q16))
         {
@@ -196,12 +192,12 @@ public sealed unsafe class CpuBackend : IBackend
         private const int RowBlock = 16;
 
         public LinearWeight Weight = null!;
-        public float* X, Y, XScaled, XSums;   // XScaled holds the int8 / split-term steps when Int8 / Int16
+        public float* X, Y, XScaled, XSums;   // XScaled holds the split-term steps when Int16
         public float* XPacked;   // x for SmallGemmKernels when Small
-        public sbyte* XQuantized;   // three int8 terms per value when Int16
+        public sbyte* XQuantized;   // prepared x when Int8 (Int8Kernels.Prepare), three int8 terms per value when Int16
         public bool Int8, Int16, Gemm, Small;
-        public int XBytes;   // bytes of one token's XQuantized
-        public int Tokens, RowsPerChunk, TokenTile;
+        public int XBytes;   // bytes of one token's prepared x when Int8
+        public int Tokens, RowsPerChunk;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int chunk, int worker)
@@ -212,20 +208,7 @@ public sealed unsafe class CpuBackend : IBackend
 
             if (Weight is QuantizedWeight q8 && Int8)
             {
-                int groups = q8.GroupsPerRow;
-                for (int tile = 0; tile < Tokens; tile += TokenTile)
-                {
-                    int tileEnd = Math.Min(Tokens, tile + TokenTile);
-                    for (int block = first; block < end; block += RowBlock)
-                    {
-                        int blockEnd = Math.Min(end, block + RowBlock);
-                        for (int t = tile; t < tileEnd; t += 4)
-                        {
-                            Int8Kernels.MatVec(q8, block, blockEnd, XQuantized + (long)t * XBytes, XScaled + (long)t * groups, XSums + (long)t * groups,
-                                               Y + (long)t * outRows, outRows, Math.Min(4, tileEnd - t));
-                        }
-                    }
-                }
+                Int8Kernels.MatMul(q8, first, end, (byte*)XQuantized, XBytes, Tokens, Y, outRows);
                 return;
             }
 

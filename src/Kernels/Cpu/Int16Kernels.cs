@@ -138,9 +138,9 @@ internal static unsafe class Int16Kernels
     /// the second group). 2-bit: vector i % 4, byte i / 4. 4-bit: element 2b is the low nibble of packed
     /// byte b, 2b+1 the high one; vectors are (bytes 0-15 low, high nibbles; bytes 16-31 low, high).
     /// </summary>
-    private static readonly byte* TwoBitSlots = Table(i => i % 4 * 32 + i / 4);
+    internal static readonly byte* TwoBitSlots = Table(i => i % 4 * 32 + i / 4);
 
-    private static readonly byte* FourBitSlots = Table(i => ((i / 2 < 16 ? 0 : 2) + i % 2) * 32 + i / 2 % 16);
+    internal static readonly byte* FourBitSlots = Table(i => ((i / 2 < 16 ? 0 : 2) + i % 2) * 32 + i / 2 % 16);
 
     /// <summary>A process-lifetime native table of 64 slots (read in the hot loop without bounds checks).</summary>
     private static byte* Table(Func<int, int> slot)
@@ -316,7 +316,7 @@ internal static unsafe class Int16Kernels
     /// masked to 3 bits, packed to bytes. Slots say where element i of a group lands (vector * 32 + byte
     /// of its lane), i.e. where QuantizeInput puts its x terms.
     /// </summary>
-    private static class ThreeBitLayout
+    internal static class ThreeBitLayout
     {
         public static readonly Vector256<byte> Shuffle0, Shuffle1, Shuffle2From1, Shuffle2From2, Shuffle3From1, Shuffle3From2;
         public static readonly Vector256<uint> Shifts01 = Vector256.Create(0u, 1, 2, 3, 0, 1, 2, 3);

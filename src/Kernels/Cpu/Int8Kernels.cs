@@ -7,8 +7,7 @@ namespace Pipeline.Kernels.Cpu;
 /// <summary>
 /// Quantized matvec/matmul with int8 activations and integer dot products (AVX2 vpmaddubsw:
 /// unsigned codes x signed int8 activations, pairs summed into int16, then vpmaddwd into int32),
-/// the way llama.cpp runs its K-quants. For 2- and 4-bit codes with groups of 64, where f32 FMA on
-/// unpacked codes is bound by the unpacking (about 10 G codes/s per core) rather than by memory.
+/// the way llama.cpp runs its K-quants: 2-, 3- and 4-bit codes with groups of 64 and bf16 scales.
 /// <para>
 /// Activations are quantized once per op and token, per weight group: xq = round(x / s),
 /// s = max|x| / 127, so a group contributes scale * s * (q . xq) + bias * sum(x), sum(x) taken from
@@ -16,10 +15,18 @@ namespace Pipeline.Kernels.Cpu;
 /// is not bit-comparable to the f32 reference (see <see cref="CpuBackend.Int8Activations"/>).
 /// </para>
 /// <para>
-/// The packed MLX rows are read as they are (no repack). Codes come out of a byte in an interleaved
-/// order (4-bit: low nibbles are elements 2j, high nibbles 2j+1; 2-bit: shift k of byte j is element
-/// 4j+k), so xq is stored in that order instead: the permutation is paid once per activation, not
-/// once per weight row.
+/// The packed MLX rows are read as they are (no repack), with the code unpacking of
+/// <see cref="Int16Kernels"/>: a pair of groups gives four u8 code vectors, the first group in the
+/// low 128-bit lane of each, the second in the high one. xq is stored once per op in that order
+/// (each pair of groups a 160-byte record: 128 int8 x, then the 8 lane steps s), so the four
+/// vpmaddubsw of a pair add up in int16 (at most 4 * 2 * 15 * 127 = 15240: no saturation) and one
+/// vpmaddwd, one conversion and one FMA finish both groups.
+/// </para>
+/// <para>
+/// Several tokens (the batched decode of several sessions) share each unpacked pair of groups: a
+/// register tile of up to 8 tokens holds one accumulator per token, so the unpacking and the scales
+/// are paid once per tile and only the multiply-adds grow with the tokens. Rows go in blocks of 16,
+/// whose codes are still cached when the next tile of tokens passes over them.
 /// </para>
 /// </summary>
 internal static unsafe class Int8Kernels
@@ -27,90 +34,264 @@ internal static unsafe class Int8Kernels
     /// <summary>Group size the int8 kernels are written for (MLX's default, and every tensor of UD-Q2_K_XL).</summary>
     public const int GroupSize = 64;
 
+    /// <summary>Most tokens of one register tile (8 accumulators beside 4 code vectors, a scale and a sum: 16 ymm).</summary>
+    private const int TileTokens = 8;
+
+    /// <summary>Rows taken together: each tile of tokens passes over the block's rows, which stay in cache for the next tile.</summary>
+    private const int RowBlock = 16;
+
+    /// <summary>Bytes of one pair of groups of a prepared x: 128 int8 x in code order, then the 8 lane steps (f32).</summary>
+    private const int PairBytes = 2 * GroupSize + 32;
+
+    /// <summary>How far ahead of the codes being multiplied the packed codes are prefetched.</summary>
+    private const int PrefetchBytes = 2048;
+
     /// <summary>Whether the int8 kernels apply to this weight on this machine (and AVX2 is not switched off).</summary>
     public static bool Supports(QuantizedWeight w) =>
         CpuKernels.UseAvx2 && w.GroupSize == GroupSize && w.ScaleType == ScalarType.BF16 &&
         (w.Bits is 3 or 4 || (w.Bits == 2 && w.GroupsPerRow % 2 == 0));
 
-    /// <summary>Bytes one token's prepared x takes (3-bit codes meet int16 copies of xq, see <see cref="MatVec3Bit"/>).</summary>
-    public static int InputBytes(int cols, int bits) => bits == 3 ? 2 * cols : cols;
-
-    /// <summary>
-    /// Quantizes one token's x[cols] for a <paramref name="bits"/>-bit weight: xq (<see cref="InputBytes"/>)
-    /// in the weight's code order, and per group of 64 the scale s and sum(x).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void QuantizeInput(float* x, int cols, int bits, sbyte* xq, float* xScales, float* xSums)
+    /// <summary>Bytes one token's prepared x takes (<see cref="Prepare"/>), a multiple of 32.</summary>
+    public static int PreparedBytes(int cols)
     {
         int groups = cols / GroupSize;
+        return (groups + 1) / 2 * PairBytes + (groups + 7) / 8 * 32;
+    }
+
+    /// <summary>
+    /// Quantizes one token's x[cols] for a <paramref name="bits"/>-bit weight into <paramref name="prepared"/>
+    /// (<see cref="PreparedBytes"/>): per pair of groups the int8 x in the weight's code order and the
+    /// steps s per lane, then sum(x) per group. A lone last group has zero x and steps in its partner's lanes.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Prepare(float* x, int cols, int bits, byte* prepared)
+    {
+        int groups = cols / GroupSize, pairs = (groups + 1) / 2;
+        float* sums = (float*)(prepared + (long)pairs * PairBytes);
+        int* q = stackalloc int[GroupSize];   // one group's int8 values, element order
         for (int g = 0; g < groups; g++)
         {
             float* xg = x + g * GroupSize;
-            float max = 0, sum = 0;
+            var maxes = Vector256<float>.Zero;
+            var total = Vector256<float>.Zero;
+            for (int i = 0; i < GroupSize; i += 8)
+            {
+                var v = Vector256.Load(xg + i);
+                maxes = Vector256.Max(maxes, Vector256.Abs(v));
+                total += v;
+            }
+            float max = MaxAcross(maxes);
+            var inverse = Vector256.Create(max > 0 ? 127f / max : 0f);
+            for (int i = 0; i < GroupSize; i += 8)
+                Vector256.ConvertToInt32(Vector256.Round(Vector256.Load(xg + i) * inverse)).Store(q + i);
+            byte* pair = prepared + (long)(g / 2) * PairBytes;
+            sbyte* lane = (sbyte*)pair + (g & 1) * 16;
+            byte* slots = bits switch
+            {
+                2 => Int16Kernels.TwoBitSlots,
+                3 => (g & 1) == 0 ? Int16Kernels.ThreeBitLayout.FirstSlots : Int16Kernels.ThreeBitLayout.SecondSlots,
+                _ => Int16Kernels.FourBitSlots,
+            };
             for (int i = 0; i < GroupSize; i++)
-            {
-                max = MathF.Max(max, MathF.Abs(xg[i]));
-                sum += xg[i];
-            }
-            float scale = max / 127f;
-            float inverse = max > 0 ? 127f / max : 0f;
-            xScales[g] = scale;
-            xSums[g] = sum;
-            if (bits == 3)
-            {
-                short* q = (short*)xq + g * GroupSize;
-                for (int i = 0; i < GroupSize; i++)
-                    q[i] = (short)MathF.Round(xg[i] * inverse);
-            }
-            else if (bits == 4)
-            {
-                // [32 even elements | 32 odd elements] per group.
-                sbyte* q = xq + g * GroupSize;
-                for (int j = 0; j < 32; j++)
-                {
-                    q[j] = (sbyte)MathF.Round(xg[2 * j] * inverse);
-                    q[32 + j] = (sbyte)MathF.Round(xg[2 * j + 1] * inverse);
-                }
-            }
-            else
-            {
-                // Pairs of groups (128 elements, 32 packed bytes): 4 vectors k of 32 bytes, byte j = element 4j+k.
-                sbyte* q = xq + (g & ~1) * GroupSize;
-                int first = (g & 1) * 16;
-                for (int j = 0; j < 16; j++)
-                {
-                    for (int k = 0; k < 4; k++)
-                        q[k * 32 + first + j] = (sbyte)MathF.Round(xg[4 * j + k] * inverse);
-                }
-            }
+                lane[slots[i]] = (sbyte)q[i];
+            Vector128.Create(max / 127f).Store((float*)(pair + 2 * GroupSize) + (g & 1) * 4);
+            sums[g] = Vector256.Sum(total);
         }
+        if (groups % 2 == 1)
+        {
+            byte* pair = prepared + (long)(groups / 2) * PairBytes;
+            for (int v = 0; v < 4; v++)
+                Vector128<byte>.Zero.Store(pair + 32 * v + 16);
+            Vector128<float>.Zero.Store((float*)(pair + 2 * GroupSize) + 4);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float MaxAcross(Vector256<float> v)
+    {
+        var half = Vector128.Max(v.GetLower(), v.GetUpper());
+        half = Vector128.Max(half, Vector128.Shuffle(half, Vector128.Create(2, 3, 0, 1)));
+        return MathF.Max(half.ToScalar(), half.GetElement(1));
     }
 
     /// <summary>
-    /// y[t * yStride + r] for rows [first, end) and <paramref name="tokens"/> (1..4) consecutive tokens
-    /// whose prepared inputs are xq + t * InputBytes, xScales/xSums + t * groups.
+    /// y[t * yStride + r] = W[r] . x_t for rows [first, end) and <paramref name="tokens"/> tokens whose
+    /// prepared x (<see cref="Prepare"/>) start at x + t * xStride.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void MatVec(QuantizedWeight w, int first, int end, sbyte* xq, float* xScales, float* xSums, float* y, long yStride, int tokens)
+    public static void MatMul(QuantizedWeight w, int first, int end, byte* x, long xStride, int tokens, float* y, long yStride)
     {
-        switch (w.Bits, tokens)
+        // 3-bit unpacking costs about as much as 2 tokens' multiply-adds, so its tiles take 8 tokens;
+        // 2- and 4-bit unpack cheaply and measured faster in tiles of 4, whose x (4 x 6.7 KB at 31B's
+        // hidden width) stays in L1 and whose 4 accumulators leave registers to spare.
+        int tileTokens = w.Bits == 3 ? TileTokens : TileTokens / 2;
+        for (int block = first; block < end; block += RowBlock)
         {
-            case (4, 4): MatVec4Bit4(w, first, end, xq, xScales, xSums, y, yStride); break;
-            case (4, _): ForEachToken(w, first, end, xq, xScales, xSums, y, yStride, tokens, &MatVec4Bit1); break;
-            case (2, 4): MatVec2Bit4(w, first, end, xq, xScales, xSums, y, yStride); break;
-            case (3, 1): MatVec3Bit1(w, first, end, (short*)xq, xScales, xSums, y); break;
-            case (3, _): MatVec3Bit(w, first, end, (short*)xq, xScales, xSums, y, yStride, tokens); break;
-            default: ForEachToken(w, first, end, xq, xScales, xSums, y, yStride, tokens, &MatVec2Bit1); break;
+            int blockEnd = Math.Min(end, block + RowBlock);
+            for (int tile = 0; tile < tokens; tile += tileTokens)
+                Rows(w, block, blockEnd, x + tile * xStride, xStride, Math.Min(tileTokens, tokens - tile), y + tile * yStride, yStride);
         }
     }
 
-    private static void ForEachToken(
-        QuantizedWeight w, int first, int end, sbyte* xq, float* xScales, float* xSums, float* y, long yStride, int tokens,
-        delegate*<QuantizedWeight, int, int, sbyte*, float*, float*, float*, void> kernel)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Rows(QuantizedWeight w, int first, int end, byte* x, long xStride, int tokens, float* y, long yStride)
     {
-        int cols = w.Cols, groups = w.GroupsPerRow;
-        for (int t = 0; t < tokens; t++)
-            kernel(w, first, end, xq + (long)t * cols, xScales + (long)t * groups, xSums + (long)t * groups, y + t * yStride);
+        switch (w.Bits)
+        {
+            case 2: Rows<TwoBitCodes>(w, first, end, x, xStride, tokens, y, yStride); break;
+            case 3: Rows<ThreeBitCodes>(w, first, end, x, xStride, tokens, y, yStride); break;
+            default: Rows<FourBitCodes>(w, first, end, x, xStride, tokens, y, yStride); break;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Rows<TCodes>(QuantizedWeight w, int first, int end, byte* x, long xStride, int tokens, float* y, long yStride)
+        where TCodes : struct, IPairCodes<TCodes>
+    {
+        switch (tokens)
+        {
+            case 1: Rows<TCodes, One>(w, first, end, x, xStride, y, yStride); break;
+            case 2: Rows<TCodes, Two>(w, first, end, x, xStride, y, yStride); break;
+            case 3: Rows<TCodes, Three>(w, first, end, x, xStride, y, yStride); break;
+            case 4: Rows<TCodes, Four>(w, first, end, x, xStride, y, yStride); break;
+            case 5: Rows<TCodes, Five>(w, first, end, x, xStride, y, yStride); break;
+            case 6: Rows<TCodes, Six>(w, first, end, x, xStride, y, yStride); break;
+            case 7: Rows<TCodes, Seven>(w, first, end, x, xStride, y, yStride); break;
+            default: Rows<TCodes, Eight>(w, first, end, x, xStride, y, yStride); break;
+        }
+    }
+
+    /// <summary>Rows [first, end) against TTokens tokens, accumulators in registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Rows<TCodes, TTokens>(QuantizedWeight w, int first, int end, byte* x, long xStride, float* y, long yStride)
+        where TCodes : struct, IPairCodes<TCodes>
+        where TTokens : struct, IConstant
+    {
+        int n = TTokens.Value, groups = w.GroupsPerRow, fullPairs = groups / 2, pairs = (groups + 1) / 2;
+        int pairCodes = 16 * TCodes.Bits;   // packed bytes of a pair of groups
+        long rowBytes = (long)w.Cols * TCodes.Bits / 8;
+        long sumsOffset = (long)pairs * PairBytes;
+        var codes = TCodes.Create();
+        var ones = Vector256.Create((short)1);
+        // vpshufb control of PairScale: bf16 to the high half of each f32 lane.
+        var spread = Vector256.Create(
+            (byte)0x80, 0x80, 0, 1, 0x80, 0x80, 0, 1, 0x80, 0x80, 0, 1, 0x80, 0x80, 0, 1,
+            0x80, 0x80, 2, 3, 0x80, 0x80, 2, 3, 0x80, 0x80, 2, 3, 0x80, 0x80, 2, 3);
+        byte* x0 = x;
+        byte* x1 = n > 1 ? x0 + xStride : x0;
+        byte* x2 = n > 2 ? x0 + 2 * xStride : x0;
+        byte* x3 = n > 3 ? x0 + 3 * xStride : x0;
+        byte* x4 = n > 4 ? x0 + 4 * xStride : x0;
+        byte* x5 = n > 5 ? x0 + 5 * xStride : x0;
+        byte* x6 = n > 6 ? x0 + 6 * xStride : x0;
+        byte* x7 = n > 7 ? x0 + 7 * xStride : x0;
+        for (int row = first; row < end; row++)
+        {
+            byte* p = (byte*)w.Packed + row * rowBytes;
+            ushort* scales = (ushort*)w.Scales + (long)row * groups;
+            Sse.Prefetch0(scales + groups);
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+            int o = 0;
+            for (int pair = 0; pair < pairs; pair++, p += pairCodes, o += PairBytes)
+            {
+                Sse.Prefetch0(p + PrefetchBytes);
+                Vector256<byte> c0, c1, c2, c3;
+                Vector256<float> scale;
+                if (pair < fullPairs)
+                {
+                    codes.Pair(p, out c0, out c1, out c2, out c3);
+                    scale = PairScale(scales + 2 * pair, spread);
+                }
+                else
+                {
+                    // A lone last group: only its own bytes and scale are read.
+                    codes.Lone(p, out c0, out c1, out c2, out c3);
+                    scale = Avx2.Shuffle(Vector256.Create((uint)scales[2 * pair]).AsByte(), spread).AsSingle();
+                }
+                a0 = Step(c0, c1, c2, c3, x0 + o, scale, ones, a0);
+                if (n > 1)
+                    a1 = Step(c0, c1, c2, c3, x1 + o, scale, ones, a1);
+                if (n > 2)
+                    a2 = Step(c0, c1, c2, c3, x2 + o, scale, ones, a2);
+                if (n > 3)
+                    a3 = Step(c0, c1, c2, c3, x3 + o, scale, ones, a3);
+                if (n > 4)
+                    a4 = Step(c0, c1, c2, c3, x4 + o, scale, ones, a4);
+                if (n > 5)
+                    a5 = Step(c0, c1, c2, c3, x5 + o, scale, ones, a5);
+                if (n > 6)
+                    a6 = Step(c0, c1, c2, c3, x6 + o, scale, ones, a6);
+                if (n > 7)
+                    a7 = Step(c0, c1, c2, c3, x7 + o, scale, ones, a7);
+            }
+
+            // Bias term sum_g bias[g] * sum(x)[g] into the same accumulators (only their total counts).
+            ushort* biases = (ushort*)w.Biases + (long)row * groups;
+            Sse.Prefetch0(biases + groups);
+            int g = 0;
+            for (; g + 8 <= groups; g += 8)
+            {
+                var bias = Bf16x8(biases + g);
+                long at = sumsOffset + 4 * g;
+                a0 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x0 + at)), a0);
+                if (n > 1)
+                    a1 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x1 + at)), a1);
+                if (n > 2)
+                    a2 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x2 + at)), a2);
+                if (n > 3)
+                    a3 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x3 + at)), a3);
+                if (n > 4)
+                    a4 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x4 + at)), a4);
+                if (n > 5)
+                    a5 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x5 + at)), a5);
+                if (n > 6)
+                    a6 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x6 + at)), a6);
+                if (n > 7)
+                    a7 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x7 + at)), a7);
+            }
+            Store(y, row, a0, biases, x0 + sumsOffset, g, groups);
+            if (n > 1)
+                Store(y + yStride, row, a1, biases, x1 + sumsOffset, g, groups);
+            if (n > 2)
+                Store(y + 2 * yStride, row, a2, biases, x2 + sumsOffset, g, groups);
+            if (n > 3)
+                Store(y + 3 * yStride, row, a3, biases, x3 + sumsOffset, g, groups);
+            if (n > 4)
+                Store(y + 4 * yStride, row, a4, biases, x4 + sumsOffset, g, groups);
+            if (n > 5)
+                Store(y + 5 * yStride, row, a5, biases, x5 + sumsOffset, g, groups);
+            if (n > 6)
+                Store(y + 6 * yStride, row, a6, biases, x6 + sumsOffset, g, groups);
+            if (n > 7)
+                Store(y + 7 * yStride, row, a7, biases, x7 + sumsOffset, g, groups);
+        }
+    }
+
+    /// <summary>The bf16 scales of a pair of groups (one dword) as f32: the first in lanes 0-3, the second in 4-7.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> PairScale(ushort* scales, Vector256<byte> spread) =>
+        Avx2.Shuffle(Vector256.Create(*(uint*)scales).AsByte(), spread).AsSingle();
+
+    /// <summary>One token's pair of groups: lanes of scale * s * (q . xq) added to <paramref name="acc"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Step(
+        Vector256<byte> c0, Vector256<byte> c1, Vector256<byte> c2, Vector256<byte> c3, byte* x, Vector256<float> scale, Vector256<short> ones, Vector256<float> acc)
+    {
+        sbyte* xq = (sbyte*)x;
+        var sum = (Avx2.MultiplyAddAdjacent(c0, Vector256.Load(xq)) + Avx2.MultiplyAddAdjacent(c1, Vector256.Load(xq + 32)))
+                + (Avx2.MultiplyAddAdjacent(c2, Vector256.Load(xq + 64)) + Avx2.MultiplyAddAdjacent(c3, Vector256.Load(xq + 96)));
+        var steps = Vector256.Load((float*)(x + 2 * GroupSize));
+        return Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(sum, ones)), scale * steps, acc);
+    }
+
+    /// <summary>y[row] = the accumulator's lanes plus the bias term of groups [g, groups) (fewer than 8).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(float* y, int row, Vector256<float> acc, ushort* biases, byte* sums, int g, int groups)
+    {
+        float sum = Vector256.Sum(acc);
+        for (; g < groups; g++)
+            sum += Bf16(biases, g) * ((float*)sums)[g];
+        y[row] = sum;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -148,298 +329,119 @@ internal static unsafe class Int8Kernels
             destination[g] = Bf16(scales, g) * xScales[g];
     }
 
-    // ---------------- 4-bit: a group is 32 bytes = one vector; low nibbles are even elements ----------------
+    // ---------------- Code unpacking: a pair of groups as four u8 vectors, one group per 128-bit lane ----------------
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> Dot4Bit(Vector256<byte> packed, sbyte* xq)
+    /// <summary>How one bit width's packed pair of groups (16 * Bits bytes) becomes four u8 code vectors.</summary>
+    private interface IPairCodes<TSelf>
+        where TSelf : struct, IPairCodes<TSelf>
     {
-        var mask = Vector256.Create((byte)0x0F);
-        var lo = packed & mask;
-        var hi = Avx2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & mask;
-        // |sum| <= 2 * 2 * 15 * 127: no int16 saturation.
-        return Avx2.MultiplyAddAdjacent(lo, Vector256.Load(xq)) + Avx2.MultiplyAddAdjacent(hi, Vector256.Load(xq + 32));
+        static abstract int Bits { get; }
+
+        /// <summary>The unpacker with its constants loaded (once per kernel call).</summary>
+        static abstract TSelf Create();
+
+        void Pair(byte* p, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3);
+
+        /// <summary>A lone last group: reads only its own bytes; the high lanes are zero codes.</summary>
+        void Lone(byte* p, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MatVec4Bit1(QuantizedWeight w, int first, int end, sbyte* xq, float* xScales, float* xSums, float* y)
+    /// <summary>2 bits: 32 bytes, byte j of vector k is element 4j+k (shift 2k).</summary>
+    private readonly struct TwoBitCodes : IPairCodes<TwoBitCodes>
     {
-        int groups = w.GroupsPerRow, rowBytes = w.Cols / 2;
-        var ones = Vector256.Create((short)1);
-        float* rowScales = stackalloc float[groups];
-        for (int row = first; row < end; row++)
-        {
-            byte* p = (byte*)w.Packed + (long)row * rowBytes;
-            RowScales((ushort*)w.Scales + (long)row * groups, xScales, groups, rowScales);
-            var acc0 = Vector256<float>.Zero;
-            var acc1 = Vector256<float>.Zero;
-            int g = 0;
-            for (; g + 2 <= groups; g += 2)
-            {
-                var d0 = Avx2.MultiplyAddAdjacent(Dot4Bit(Vector256.Load(p + g * 32), xq + g * 64), ones);
-                var d1 = Avx2.MultiplyAddAdjacent(Dot4Bit(Vector256.Load(p + g * 32 + 32), xq + g * 64 + 64), ones);
-                acc0 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(d0), Vector256.Create(rowScales[g]), acc0);
-                acc1 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(d1), Vector256.Create(rowScales[g + 1]), acc1);
-            }
-            if (g < groups)
-            {
-                var d0 = Avx2.MultiplyAddAdjacent(Dot4Bit(Vector256.Load(p + g * 32), xq + g * 64), ones);
-                acc0 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(d0), Vector256.Create(rowScales[g]), acc0);
-            }
-            y[row] = Vector256.Sum(acc0 + acc1) + BiasTerm((ushort*)w.Biases + (long)row * groups, xSums, groups);
-        }
-    }
+        public static int Bits => 2;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MatVec4Bit4(QuantizedWeight w, int first, int end, sbyte* xq, float* xScales, float* xSums, float* y, long yStride)
-    {
-        int groups = w.GroupsPerRow, cols = w.Cols, rowBytes = cols / 2;
-        var ones = Vector256.Create((short)1);
-        var mask = Vector256.Create((byte)0x0F);
-        sbyte* x0 = xq, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
-        float* s0 = xScales, s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
-        for (int row = first; row < end; row++)
-        {
-            byte* p = (byte*)w.Packed + (long)row * rowBytes;
-            ushort* scales = (ushort*)w.Scales + (long)row * groups;
-            Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-            for (int g = 0; g < groups; g++)
-            {
-                var packed = Vector256.Load(p + g * 32);
-                var lo = packed & mask;
-                var hi = Avx2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & mask;
-                float scale = Bf16(scales, g);
-                int o = g * 64;
-                acc0 = Vector256.MultiplyAddEstimate(Dot(lo, hi, x0 + o, ones), Vector256.Create(scale * s0[g]), acc0);
-                acc1 = Vector256.MultiplyAddEstimate(Dot(lo, hi, x1 + o, ones), Vector256.Create(scale * s1[g]), acc1);
-                acc2 = Vector256.MultiplyAddEstimate(Dot(lo, hi, x2 + o, ones), Vector256.Create(scale * s2[g]), acc2);
-                acc3 = Vector256.MultiplyAddEstimate(Dot(lo, hi, x3 + o, ones), Vector256.Create(scale * s3[g]), acc3);
-            }
-            ushort* biases = (ushort*)w.Biases + (long)row * groups;
-            y[row] = Vector256.Sum(acc0) + BiasTerm(biases, xSums, groups);
-            y[yStride + row] = Vector256.Sum(acc1) + BiasTerm(biases, xSums + groups, groups);
-            y[2 * yStride + row] = Vector256.Sum(acc2) + BiasTerm(biases, xSums + 2 * groups, groups);
-            y[3 * yStride + row] = Vector256.Sum(acc3) + BiasTerm(biases, xSums + 3 * groups, groups);
-        }
+        public static TwoBitCodes Create() => default;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector256<float> Dot(Vector256<byte> lo, Vector256<byte> hi, sbyte* x, Vector256<short> ones) =>
-            Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(
-                Avx2.MultiplyAddAdjacent(lo, Vector256.Load(x)) + Avx2.MultiplyAddAdjacent(hi, Vector256.Load(x + 32)), ones));
-    }
-
-    // ---------------- 2-bit: two groups are 32 bytes; shift k of byte j is element 4j+k ----------------
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Dot2Bit(Vector256<byte> packed, sbyte* xq, Vector256<short> ones)
-    {
-        var mask = Vector256.Create((byte)3);
-        var words = packed.AsUInt16();
-        var c0 = packed & mask;
-        var c1 = Avx2.ShiftRightLogical(words, 2).AsByte() & mask;
-        var c2 = Avx2.ShiftRightLogical(words, 4).AsByte() & mask;
-        var c3 = Avx2.ShiftRightLogical(words, 6).AsByte() & mask;
-        // |sum| <= 4 * 2 * 3 * 127: no int16 saturation.
-        var sum = (Avx2.MultiplyAddAdjacent(c0, Vector256.Load(xq)) + Avx2.MultiplyAddAdjacent(c1, Vector256.Load(xq + 32)))
-                + (Avx2.MultiplyAddAdjacent(c2, Vector256.Load(xq + 64)) + Avx2.MultiplyAddAdjacent(c3, Vector256.Load(xq + 96)));
-        return Avx2.MultiplyAddAdjacent(sum, ones);   // lanes 0-3: first group, 4-7: second
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> PairScale(float* rowScales, int g) =>
-        Vector256.Create(Vector128.Create(rowScales[g]), Vector128.Create(rowScales[g + 1]));
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MatVec2Bit1(QuantizedWeight w, int first, int end, sbyte* xq, float* xScales, float* xSums, float* y)
-    {
-        int groups = w.GroupsPerRow, rowBytes = w.Cols / 4;
-        var ones = Vector256.Create((short)1);
-        float* rowScales = stackalloc float[groups];
-        for (int row = first; row < end; row++)
-        {
-            byte* p = (byte*)w.Packed + (long)row * rowBytes;
-            RowScales((ushort*)w.Scales + (long)row * groups, xScales, groups, rowScales);
-            var acc0 = Vector256<float>.Zero;
-            var acc1 = Vector256<float>.Zero;
-            int g = 0;
-            for (; g + 4 <= groups; g += 4)
-            {
-                var d0 = Dot2Bit(Vector256.Load(p + g * 16), xq + g * 64, ones);
-                var d1 = Dot2Bit(Vector256.Load(p + g * 16 + 32), xq + g * 64 + 128, ones);
-                acc0 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(d0), PairScale(rowScales, g), acc0);
-                acc1 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(d1), PairScale(rowScales, g + 2), acc1);
-            }
-            if (g < groups)
-            {
-                var d0 = Dot2Bit(Vector256.Load(p + g * 16), xq + g * 64, ones);
-                acc0 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(d0), PairScale(rowScales, g), acc0);
-            }
-            y[row] = Vector256.Sum(acc0 + acc1) + BiasTerm((ushort*)w.Biases + (long)row * groups, xSums, groups);
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MatVec2Bit4(QuantizedWeight w, int first, int end, sbyte* xq, float* xScales, float* xSums, float* y, long yStride)
-    {
-        int groups = w.GroupsPerRow, cols = w.Cols, rowBytes = cols / 4;
-        var ones = Vector256.Create((short)1);
-        var mask = Vector256.Create((byte)3);
-        sbyte* x0 = xq, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
-        float* s0 = xScales, s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
-        for (int row = first; row < end; row++)
-        {
-            byte* p = (byte*)w.Packed + (long)row * rowBytes;
-            ushort* scales = (ushort*)w.Scales + (long)row * groups;
-            Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-            for (int g = 0; g < groups; g += 2)
-            {
-                var packed = Vector256.Load(p + g * 16);
-                var words = packed.AsUInt16();
-                var c0 = packed & mask;
-                var c1 = Avx2.ShiftRightLogical(words, 2).AsByte() & mask;
-                var c2 = Avx2.ShiftRightLogical(words, 4).AsByte() & mask;
-                var c3 = Avx2.ShiftRightLogical(words, 6).AsByte() & mask;
-                float scaleA = Bf16(scales, g), scaleB = Bf16(scales, g + 1);
-                int o = g * 64;
-                acc0 = Vector256.MultiplyAddEstimate(Dot(c0, c1, c2, c3, x0 + o, ones), Scales(scaleA, scaleB, s0, g), acc0);
-                acc1 = Vector256.MultiplyAddEstimate(Dot(c0, c1, c2, c3, x1 + o, ones), Scales(scaleA, scaleB, s1, g), acc1);
-                acc2 = Vector256.MultiplyAddEstimate(Dot(c0, c1, c2, c3, x2 + o, ones), Scales(scaleA, scaleB, s2, g), acc2);
-                acc3 = Vector256.MultiplyAddEstimate(Dot(c0, c1, c2, c3, x3 + o, ones), Scales(scaleA, scaleB, s3, g), acc3);
-            }
-            ushort* biases = (ushort*)w.Biases + (long)row * groups;
-            y[row] = Vector256.Sum(acc0) + BiasTerm(biases, xSums, groups);
-            y[yStride + row] = Vector256.Sum(acc1) + BiasTerm(biases, xSums + groups, groups);
-            y[2 * yStride + row] = Vector256.Sum(acc2) + BiasTerm(biases, xSums + 2 * groups, groups);
-            y[3 * yStride + row] = Vector256.Sum(acc3) + BiasTerm(biases, xSums + 3 * groups, groups);
-        }
+        public void Pair(byte* p, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3) =>
+            Split(Vector256.Load(p), out c0, out c1, out c2, out c3);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector256<float> Scales(float a, float b, float* xScales, int g) =>
-            Vector256.Create(Vector128.Create(a * xScales[g]), Vector128.Create(b * xScales[g + 1]));
+        public void Lone(byte* p, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3) =>
+            Split(Vector256.Create(Vector128.Load(p), Vector128<byte>.Zero), out c0, out c1, out c2, out c3);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector256<float> Dot(Vector256<byte> c0, Vector256<byte> c1, Vector256<byte> c2, Vector256<byte> c3, sbyte* x, Vector256<short> ones) =>
-            Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(
-                (Avx2.MultiplyAddAdjacent(c0, Vector256.Load(x)) + Avx2.MultiplyAddAdjacent(c1, Vector256.Load(x + 32)))
-                + (Avx2.MultiplyAddAdjacent(c2, Vector256.Load(x + 64)) + Avx2.MultiplyAddAdjacent(c3, Vector256.Load(x + 96))), ones));
-    }
-
-    // ---------------- 3-bit: a group is 24 bytes, 8 chunks of 3 bytes = 8 codes ----------------
-
-    /// <summary>
-    /// vpshufb controls: vector j of a group holds codes 16j..16j+15, one per 16-bit word, each word
-    /// the two bytes around its code (code k of a 3-byte chunk starts at bit 3k) so that one
-    /// unsigned high multiply shifts every word right by its own offset. Lane sources (see
-    /// <see cref="MatVec3Bit"/>): a = group bytes 0-15, b = bytes 8-23.
-    /// </summary>
-    internal static readonly Vector256<byte>[] ThreeBitShuffles =
-    [
-        ThreeBitShuffle(0, 3),     // (a, a)
-        ThreeBitShuffle(6, 9),     // (a, a)
-        ThreeBitShuffle(12, 7),    // (a, b)
-        ThreeBitShuffle(10, 13),   // (b, b)
-    ];
-
-    private static Vector256<byte> ThreeBitShuffle(int low, int high)
-    {
-        var control = new byte[32];
-        for (int lane = 0; lane < 2; lane++)
+        private static void Split(Vector256<byte> packed, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3)
         {
-            int c = lane == 0 ? low : high;
-            // (low byte, high byte) of word k; 0x80 yields a zero byte.
-            byte[] pairs = [0x80, (byte)c, (byte)c, (byte)(c + 1), (byte)c, (byte)(c + 1), (byte)(c + 1), (byte)(c + 2),
-                            (byte)(c + 1), (byte)(c + 2), (byte)(c + 1), (byte)(c + 2), (byte)(c + 2), 0x80, (byte)(c + 2), 0x80];
-            pairs.CopyTo(control, lane * 16);
-        }
-        return Vector256.Create(control);
-    }
-
-    /// <summary>2^(16 - offset) per word: the high half of word * that is word &gt;&gt; offset (offsets 8,3,6,1,4,7,2,5).</summary>
-    internal static readonly Vector256<ushort> ThreeBitMultipliers = Vector256.Create(
-        (ushort)(1 << 8), 1 << 13, 1 << 10, 1 << 15, 1 << 12, 1 << 9, 1 << 14, 1 << 11,
-        1 << 8, 1 << 13, 1 << 10, 1 << 15, 1 << 12, 1 << 9, 1 << 14, 1 << 11);
-
-    /// <summary>Codes 16j..16j+15 of a group as 16-bit words.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<short> Codes3Bit(Vector256<byte> source, Vector256<byte> control, Vector256<ushort> multipliers) =>
-        (Avx2.MultiplyHigh(Avx2.Shuffle(source, control).AsUInt16(), multipliers) & Vector256.Create((ushort)7)).AsInt16();
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MatVec3Bit(QuantizedWeight w, int first, int end, short* xq, float* xScales, float* xSums, float* y, long yStride, int tokens)
-    {
-        int groups = w.GroupsPerRow, cols = w.Cols, rowBytes = cols * 3 / 8;
-        var shuffle0 = ThreeBitShuffles[0];
-        var shuffle1 = ThreeBitShuffles[1];
-        var shuffle2 = ThreeBitShuffles[2];
-        var shuffle3 = ThreeBitShuffles[3];
-        var multipliers = ThreeBitMultipliers;
-        var acc = stackalloc Vector256<float>[4];
-        for (int row = first; row < end; row++)
-        {
-            byte* p = (byte*)w.Packed + (long)row * rowBytes;
-            ushort* scales = (ushort*)w.Scales + (long)row * groups;
-            for (int t = 0; t < tokens; t++)
-                acc[t] = Vector256<float>.Zero;
-            for (int g = 0; g < groups; g++, p += 24)
-            {
-                var a = Vector128.Load(p);
-                var b = Vector128.Load(p + 8);
-                var c0 = Codes3Bit(Vector256.Create(a, a), shuffle0, multipliers);
-                var c1 = Codes3Bit(Vector256.Create(a, a), shuffle1, multipliers);
-                var c2 = Codes3Bit(Vector256.Create(a, b), shuffle2, multipliers);
-                var c3 = Codes3Bit(Vector256.Create(b, b), shuffle3, multipliers);
-                float scale = Bf16(scales, g);
-                for (int t = 0; t < tokens; t++)
-                {
-                    short* x = xq + (long)t * cols + g * GroupSize;
-                    var dot = (Avx2.MultiplyAddAdjacent(c0, Vector256.Load(x)) + Avx2.MultiplyAddAdjacent(c1, Vector256.Load(x + 16)))
-                            + (Avx2.MultiplyAddAdjacent(c2, Vector256.Load(x + 32)) + Avx2.MultiplyAddAdjacent(c3, Vector256.Load(x + 48)));
-                    acc[t] = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(dot), Vector256.Create(scale * xScales[t * groups + g]), acc[t]);
-                }
-            }
-            ushort* biases = (ushort*)w.Biases + (long)row * groups;
-            for (int t = 0; t < tokens; t++)
-                y[t * yStride + row] = Vector256.Sum(acc[t]) + BiasTerm(biases, xSums + t * groups, groups);
+            var mask = Vector256.Create((byte)3);
+            var words = packed.AsUInt16();
+            c0 = packed & mask;
+            c1 = Avx2.ShiftRightLogical(words, 2).AsByte() & mask;
+            c2 = Avx2.ShiftRightLogical(words, 4).AsByte() & mask;
+            c3 = Avx2.ShiftRightLogical(words, 6).AsByte() & mask;
         }
     }
 
-    /// <summary>One token: <see cref="MatVec3Bit"/> with the accumulators in registers, two groups per step.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MatVec3Bit1(QuantizedWeight w, int first, int end, short* xq, float* xScales, float* xSums, float* y)
+    /// <summary>4 bits: low and high nibbles of bytes 0-15, then of bytes 16-31, of each group.</summary>
+    private readonly struct FourBitCodes : IPairCodes<FourBitCodes>
     {
-        int groups = w.GroupsPerRow, rowBytes = w.Cols * 3 / 8;
-        var shuffle0 = ThreeBitShuffles[0];
-        var shuffle1 = ThreeBitShuffles[1];
-        var shuffle2 = ThreeBitShuffles[2];
-        var shuffle3 = ThreeBitShuffles[3];
-        var multipliers = ThreeBitMultipliers;
-        float* rowScales = stackalloc float[groups];
-        for (int row = first; row < end; row++)
-        {
-            byte* p = (byte*)w.Packed + (long)row * rowBytes;
-            RowScales((ushort*)w.Scales + (long)row * groups, xScales, groups, rowScales);
-            var acc0 = Vector256<float>.Zero;
-            var acc1 = Vector256<float>.Zero;
-            int g = 0;
-            for (; g + 2 <= groups; g += 2)
-            {
-                acc0 = Vector256.MultiplyAddEstimate(Group(p + g * 24, xq + g * GroupSize), Vector256.Create(rowScales[g]), acc0);
-                acc1 = Vector256.MultiplyAddEstimate(Group(p + g * 24 + 24, xq + g * GroupSize + GroupSize), Vector256.Create(rowScales[g + 1]), acc1);
-            }
-            if (g < groups)
-                acc0 = Vector256.MultiplyAddEstimate(Group(p + g * 24, xq + g * GroupSize), Vector256.Create(rowScales[g]), acc0);
-            y[row] = Vector256.Sum(acc0 + acc1) + BiasTerm((ushort*)w.Biases + (long)row * groups, xSums, groups);
-        }
+        public static int Bits => 4;
+
+        public static FourBitCodes Create() => default;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        Vector256<float> Group(byte* p, short* x)
+        public void Pair(byte* p, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3) =>
+            Split(Vector256.Create(Vector128.Load(p), Vector128.Load(p + 32)), Vector256.Create(Vector128.Load(p + 16), Vector128.Load(p + 48)), out c0, out c1, out c2, out c3);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Lone(byte* p, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3) =>
+            Split(Vector256.Create(Vector128.Load(p), Vector128<byte>.Zero), Vector256.Create(Vector128.Load(p + 16), Vector128<byte>.Zero), out c0, out c1, out c2, out c3);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Split(Vector256<byte> front, Vector256<byte> back, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3)
         {
-            var a = Vector128.Load(p);
-            var b = Vector128.Load(p + 8);
-            var dot = (Avx2.MultiplyAddAdjacent(Codes3Bit(Vector256.Create(a, a), shuffle0, multipliers), Vector256.Load(x))
-                     + Avx2.MultiplyAddAdjacent(Codes3Bit(Vector256.Create(a, a), shuffle1, multipliers), Vector256.Load(x + 16)))
-                    + (Avx2.MultiplyAddAdjacent(Codes3Bit(Vector256.Create(a, b), shuffle2, multipliers), Vector256.Load(x + 32))
-                     + Avx2.MultiplyAddAdjacent(Codes3Bit(Vector256.Create(b, b), shuffle3, multipliers), Vector256.Load(x + 48)));
-            return Vector256.ConvertToSingle(dot);
+            var mask = Vector256.Create((byte)0x0F);
+            c0 = front & mask;
+            c1 = Avx2.ShiftRightLogical(front.AsUInt16(), 4).AsByte() & mask;
+            c2 = back & mask;
+            c3 = Avx2.ShiftRightLogical(back.AsUInt16(), 4).AsByte() & mask;
+        }
+    }
+
+    /// <summary>3 bits: 48 bytes, unpacked by residue (see <see cref="Int16Kernels.ThreeBitLayout"/>).</summary>
+    private readonly struct ThreeBitCodes : IPairCodes<ThreeBitCodes>
+    {
+        private readonly Vector256<byte> _shuffle0, _shuffle1, _shuffle2From1, _shuffle2From2, _shuffle3From1, _shuffle3From2;
+        private readonly Vector256<uint> _shifts01, _shifts2, _shifts3;
+
+        public ThreeBitCodes()
+        {
+            _shuffle0 = Int16Kernels.ThreeBitLayout.Shuffle0;
+            _shuffle1 = Int16Kernels.ThreeBitLayout.Shuffle1;
+            _shuffle2From1 = Int16Kernels.ThreeBitLayout.Shuffle2From1;
+            _shuffle2From2 = Int16Kernels.ThreeBitLayout.Shuffle2From2;
+            _shuffle3From1 = Int16Kernels.ThreeBitLayout.Shuffle3From1;
+            _shuffle3From2 = Int16Kernels.ThreeBitLayout.Shuffle3From2;
+            _shifts01 = Int16Kernels.ThreeBitLayout.Shifts01;
+            _shifts2 = Int16Kernels.ThreeBitLayout.Shifts2;
+            _shifts3 = Int16Kernels.ThreeBitLayout.Shifts3;
+        }
+
+        public static int Bits => 3;
+
+        public static ThreeBitCodes Create() => new();
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Pair(byte* p, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3) =>
+            Split(Vector256.Load(p + 8), Vector256.Create(Vector128.Load(p), Vector128.Load(p + 32)), out c0, out c1, out c2, out c3);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Lone(byte* p, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3) =>
+            Split(Vector256.Create(Vector128.Load(p + 8), Vector128<byte>.Zero), Vector256.Create(Vector128.Load(p), Vector128<byte>.Zero), out c0, out c1, out c2, out c3);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void Split(Vector256<byte> s1, Vector256<byte> s2, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3)
+        {
+            var byteMask = Vector256.Create((byte)7);
+            c0 = Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(s1, _shuffle0).AsUInt32(), _shifts01).AsByte() & byteMask;
+            c1 = Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(s2, _shuffle1).AsUInt32(), _shifts01).AsByte() & byteMask;
+            var blend = Avx2.Blend(Avx2.Shuffle(s1, _shuffle2From1).AsUInt32(), Avx2.Shuffle(s2, _shuffle2From2).AsUInt32(), 0b1100_1100);
+            c2 = Avx2.ShiftRightLogicalVariable(blend, _shifts2).AsByte() & byteMask;
+            var wordMask = Vector256.Create((short)7);
+            var words1 = Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(s1, _shuffle3From1).AsUInt32(), _shifts3).AsInt16() & wordMask;
+            var words2 = Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(s2, _shuffle3From2).AsUInt32(), _shifts3).AsInt16() & wordMask;
+            c3 = Avx2.PackUnsignedSaturate(words1, words2);
         }
     }
 }
