@@ -27,7 +27,7 @@ internal static unsafe class DecodeKernelTimes
                 for (int i = 0; i < cols; i++)
                     x[i] = (float)(random.NextDouble() * 2 - 1);
                 int groups = cols / 64;
-                var xq = (short*)NativeMemory.AlignedAlloc((nuint)Int16Kernels.InputShorts(cols, bits) * 2, 64);
+                var xq = (short*)NativeMemory.AlignedAlloc((nuint)SplitActivationKernels.InputShorts(cols, bits) * 2, 64);
                 var steps = (float*)NativeMemory.AlignedAlloc((nuint)groups * 4, 64);
                 var sums = (float*)NativeMemory.AlignedAlloc((nuint)groups * 4, 64);
                 var y = (float*)NativeMemory.AlignedAlloc((nuint)rows * 4, 64);
@@ -37,7 +37,7 @@ internal static unsafe class DecodeKernelTimes
                     for (int run = 0; run < runs; run++)
                     {
                         double cpu0 = ThreadCpuSeconds();
-                        Int16Kernels.QuantizeInput(px, cols, bits, xq, steps, sums);
+                        SplitActivationKernels.QuantizeInput(px, cols, bits, xq, steps, sums);
                         prepare = Math.Min(prepare, ThreadCpuSeconds() - cpu0);
                     }
                 }
@@ -46,7 +46,7 @@ internal static unsafe class DecodeKernelTimes
                 {
                     double cpu0 = ThreadCpuSeconds();
                     for (int k = 0; k < repeats; k++)
-                        Int16Kernels.MatVec(w, 0, rows, xq, steps, sums, y, rows, 1);
+                        SplitActivationKernels.MatVec(w, 0, rows, xq, steps, sums, y, rows, 1);
                     best = Math.Min(best, (ThreadCpuSeconds() - cpu0) / repeats);
                 }
                 double codes = (double)rows * cols;

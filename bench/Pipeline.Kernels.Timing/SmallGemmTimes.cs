@@ -54,9 +54,9 @@ internal static unsafe class SmallGemmTimes
                     }
                     // The split-activation matvec (the 1-3 token path before), where it applies.
                     double split = double.NaN;
-                    if (w is QuantizedWeight q && Int16Kernels.Supports(q) && tokens <= 3)
+                    if (w is QuantizedWeight q && SplitActivationKernels.Supports(q) && tokens <= 3)
                     {
-                        int groups = cols / 64, shorts = Int16Kernels.InputShorts(cols, bits);
+                        int groups = cols / 64, shorts = SplitActivationKernels.InputShorts(cols, bits);
                         var xq = (short*)NativeMemory.AlignedAlloc((nuint)(tokens * shorts) * 2, 64);
                         var xSteps = (float*)NativeMemory.AlignedAlloc((nuint)(tokens * groups) * 4, 64);
                         var xSums = (float*)NativeMemory.AlignedAlloc((nuint)(tokens * groups) * 4, 64);
@@ -67,9 +67,9 @@ internal static unsafe class SmallGemmTimes
                             for (int k = 0; k < repeats; k++)
                             {
                                 for (int t = 0; t < tokens; t++)
-                                    Int16Kernels.QuantizeInput(x + (long)t * cols, cols, bits, xq + (long)t * shorts, xSteps + t * groups, xSums + t * groups);
+                                    SplitActivationKernels.QuantizeInput(x + (long)t * cols, cols, bits, xq + (long)t * shorts, xSteps + t * groups, xSums + t * groups);
                                 for (int r = 0; r < rows; r += 16)
-                                    Int16Kernels.MatVec(q, r, Math.Min(rows, r + 16), xq, xSteps, xSums, y, rows, tokens);
+                                    SplitActivationKernels.MatVec(q, r, Math.Min(rows, r + 16), xq, xSteps, xSums, y, rows, tokens);
                             }
                             split = Math.Min(split, (DecodeKernelTimes.ThreadCpuSeconds() - t0) / repeats);
                         }

@@ -28,7 +28,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     /// <summary>
     /// Below this many token rows, 2/3/4-bit weights with groups of 64 run the split-activation matvec
-    /// (<see cref="Int16Kernels"/>; x as three exact int8 terms: measured faster than the small-M kernel at
+    /// (<see cref="SplitActivationKernels"/>; x as three exact int8 terms: measured faster than the small-M kernel at
     /// 2-3 tokens). Other Linears of 2 to <see cref="SmallGemmKernels.MaxTokens"/> rows (16; 32 dense) (and these from this
     /// count on) run <see cref="SmallGemmKernels"/> on the AVX2 path; more rows, or other paths, the blocked
     /// GEMM (<see cref="GemmKernels"/>); one token of other weights, the f32 matvec.
@@ -44,7 +44,7 @@ public sealed unsafe class CpuBackend : IBackend
     /// to int8 per group and use integer dot products (<see cref="Int8Kernels"/>): about 2x less
     /// compute per weight byte, at the price of rounding each x by up to 1/254 of its group's largest
     /// |x| (llama.cpp's K-quant accuracy). Off: matvecs of fewer than <see cref="GemmMinTokens"/> tokens on those weights use
-    /// split activations (<see cref="Int16Kernels"/>, x split into exact integer terms: rounding at f32 level,
+    /// split activations (<see cref="SplitActivationKernels"/>, x split into exact integer terms: rounding at f32 level,
     /// within the model tests' tolerance of the f32 reference) and everything else
     /// (the f32 matvec, the <see cref="GemmKernels"/> GEMM) matches the f32 reference up to summation order. Null: on when the environment variable <see cref="Int8ActivationsVariable"/> is "1".
     /// </param>
@@ -112,7 +112,7 @@ public sealed unsafe class CpuBackend : IBackend
         job.Y = Pointer(output);
         job.Tokens = rows;
         job.Int8 = false;
-        job.Int16 = false;
+        job.Split = false;
         job.Gemm = false;
         job.Small = false;
         if (weight is QuantizedWeight qi && Int8Activations && Int8Kernels.Supports(qi))
@@ -127,18 +127,18 @@ public sealed unsafe class CpuBackend : IBackend
             for (int t = 0; t < rows; t++)
                 Int8Kernels.Prepare(job.X + (long)t * qi.Cols, qi.Cols, qi.Bits, prepared + (long)t * preparedBytes);
         }
-        else if (weight is QuantizedWeight q16 && rows < GemmMinTokens && Int16Kernels.Supports(q16))
+        else if (weight is QuantizedWeight q16 && rows < GemmMinTokens && SplitActivationKernels.Supports(q16))
         {
             CheckGeometry(q16, nameof(weight));
             // [rows, InputShorts] integer x terms, then [rows, groups] steps and [rows, groups] sums.
-            int groups = q16.GroupsPerRow, shorts = Int16Kernels.InputShorts(q16.Cols, q16.Bits);
+            int groups = q16.GroupsPerRow, shorts = SplitActivationKernels.InputShorts(q16.Cols, q16.Bits);
             float* scratch = _inputScratch.Get((long)rows * (shorts / 2 + 2 * groups));
-            job.Int16 = true;
+            job.Split = true;
             job.XQuantized = (sbyte*)scratch;
             job.XScaled = scratch + (long)rows * shorts / 2;
             job.XSums = job.XScaled + (long)rows * groups;
             for (int t = 0; t < rows; t++)
-                Int16Kernels.QuantizeInput(job.X + (long)t * q16.Cols, q16.Cols, q16.Bits, (short*)job.XQuantized + (long)t * shorts, job.XScaled + (long)t * groups, job.XSums + (long)t * groups);
+                SplitActivationKernels.QuantizeInput(job.X + (long)t * q16.Cols, q16.Cols, q16.Bits, (short*)job.XQuantized + (long)t * shorts, job.XScaled + (long)t * groups, job.XSums + (long)t * groups);
         }
         else if (rows >= SmallGemmKernels.MinTokens && rows <= SmallGemmKernels.MaxTokens(weight) && SmallGemmKernels.Supports(weight))
         {
@@ -192,10 +192,10 @@ public sealed unsafe class CpuBackend : IBackend
         private const int RowBlock = 16;
 
         public LinearWeight Weight = null!;
-        public float* X, Y, XScaled, XSums;   // XScaled holds the split-term steps when Int16
+        public float* X, Y, XScaled, XSums;   // XScaled holds the split-term steps when Split
         public float* XPacked;   // x for SmallGemmKernels when Small
-        public sbyte* XQuantized;   // prepared x when Int8 (Int8Kernels.Prepare), three int8 terms per value when Int16
-        public bool Int8, Int16, Gemm, Small;
+        public sbyte* XQuantized;   // prepared x when Int8 (Int8Kernels.Prepare), three int8 terms per value when Split
+        public bool Int8, Split, Gemm, Small;
         public int XBytes;   // bytes of one token's prepared x when Int8
         public int Tokens, RowsPerChunk;
 
@@ -212,12 +212,12 @@ public sealed unsafe class CpuBackend : IBackend
                 return;
             }
 
-            if (Weight is QuantizedWeight q16 && Int16)
+            if (Weight is QuantizedWeight q16 && Split)
             {
                 int groups = q16.GroupsPerRow;
                 for (int block = first; block < end; block += RowBlock)
                 {
-                    Int16Kernels.MatVec(q16, block, Math.Min(end, block + RowBlock), (short*)XQuantized, XScaled, XSums, Y, outRows, Tokens);
+                    SplitActivationKernels.MatVec(q16, block, Math.Min(end, block + RowBlock), (short*)XQuantized, XScaled, XSums, Y, outRows, Tokens);
                 }
                 return;
             }

@@ -16,7 +16,7 @@ namespace Pipeline.Kernels.Cpu;
 /// </para>
 /// <para>
 /// The packed MLX rows are read as they are (no repack), with the code unpacking of
-/// <see cref="Int16Kernels"/>: a pair of groups gives four u8 code vectors, the first group in the
+/// <see cref="SplitActivationKernels"/>: a pair of groups gives four u8 code vectors, the first group in the
 /// low 128-bit lane of each, the second in the high one. xq is stored once per op in that order
 /// (each pair of groups a 160-byte record: 128 int8 x, then the 8 lane steps s), so the four
 /// vpmaddubsw of a pair add up in int16 (at most 4 * 2 * 15 * 127 = 15240: no saturation) and one
@@ -88,9 +88,9 @@ internal static unsafe class Int8Kernels
             sbyte* lane = (sbyte*)pair + (g & 1) * 16;
             byte* slots = bits switch
             {
-                2 => Int16Kernels.TwoBitSlots,
-                3 => (g & 1) == 0 ? Int16Kernels.ThreeBitLayout.FirstSlots : Int16Kernels.ThreeBitLayout.SecondSlots,
-                _ => Int16Kernels.FourBitSlots,
+                2 => SplitActivationKernels.TwoBitSlots,
+                3 => (g & 1) == 0 ? SplitActivationKernels.ThreeBitLayout.FirstSlots : SplitActivationKernels.ThreeBitLayout.SecondSlots,
+                _ => SplitActivationKernels.FourBitSlots,
             };
             for (int i = 0; i < GroupSize; i++)
                 lane[slots[i]] = (sbyte)q[i];
@@ -399,7 +399,7 @@ internal static unsafe class Int8Kernels
         }
     }
 
-    /// <summary>3 bits: 48 bytes, unpacked by residue (see <see cref="Int16Kernels.ThreeBitLayout"/>).</summary>
+    /// <summary>3 bits: 48 bytes, unpacked by residue (see <see cref="SplitActivationKernels.ThreeBitLayout"/>).</summary>
     private readonly struct ThreeBitCodes : IPairCodes<ThreeBitCodes>
     {
         private readonly Vector256<byte> _shuffle0, _shuffle1, _shuffle2From1, _shuffle2From2, _shuffle3From1, _shuffle3From2;
@@ -407,15 +407,15 @@ internal static unsafe class Int8Kernels
 
         public ThreeBitCodes()
         {
-            _shuffle0 = Int16Kernels.ThreeBitLayout.Shuffle0;
-            _shuffle1 = Int16Kernels.ThreeBitLayout.Shuffle1;
-            _shuffle2From1 = Int16Kernels.ThreeBitLayout.Shuffle2From1;
-            _shuffle2From2 = Int16Kernels.ThreeBitLayout.Shuffle2From2;
-            _shuffle3From1 = Int16Kernels.ThreeBitLayout.Shuffle3From1;
-            _shuffle3From2 = Int16Kernels.ThreeBitLayout.Shuffle3From2;
-            _shifts01 = Int16Kernels.ThreeBitLayout.Shifts01;
-            _shifts2 = Int16Kernels.ThreeBitLayout.Shifts2;
-            _shifts3 = Int16Kernels.ThreeBitLayout.Shifts3;
+            _shuffle0 = SplitActivationKernels.ThreeBitLayout.Shuffle0;
+            _shuffle1 = SplitActivationKernels.ThreeBitLayout.Shuffle1;
+            _shuffle2From1 = SplitActivationKernels.ThreeBitLayout.Shuffle2From1;
+            _shuffle2From2 = SplitActivationKernels.ThreeBitLayout.Shuffle2From2;
+            _shuffle3From1 = SplitActivationKernels.ThreeBitLayout.Shuffle3From1;
+            _shuffle3From2 = SplitActivationKernels.ThreeBitLayout.Shuffle3From2;
+            _shifts01 = SplitActivationKernels.ThreeBitLayout.Shifts01;
+            _shifts2 = SplitActivationKernels.ThreeBitLayout.Shifts2;
+            _shifts3 = SplitActivationKernels.ThreeBitLayout.Shifts3;
         }
 
         public static int Bits => 3;

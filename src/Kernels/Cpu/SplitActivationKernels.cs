@@ -36,7 +36,7 @@ namespace Pipeline.Kernels.Cpu;
 /// on memory (4-bit: 27-34 TSC cycles per 128 codes streamed against 16 from L2).
 /// </para>
 /// </summary>
-internal static unsafe class Int16Kernels
+internal static unsafe class SplitActivationKernels
 {
     /// <summary>Group size the kernels are written for.</summary>
     public const int GroupSize = 64;

@@ -6,14 +6,14 @@ using Pipeline.Kernels.Testing;
 namespace Pipeline.Kernels.Tests;
 
 /// <summary>
-/// The default decode matvec on activations split into integer terms (<see cref="Int16Kernels"/>:
+/// The default decode matvec on activations split into integer terms (<see cref="SplitActivationKernels"/>:
 /// three int8 terms for 2, 3 and 4 bits) against its scalar twin (the same
 /// integer math element by element from the MLX layout) and against the exact f32 reference at f32
 /// accuracy. In the collection of the tests that switch kernel paths process-wide, since the path
 /// exists only with AVX2 on.
 /// </summary>
 [Collection(nameof(ScalarKernelCollection))]
-public sealed unsafe class Int16ActivationTests : IDisposable
+public sealed unsafe class SplitActivationTests : IDisposable
 {
     private readonly CpuBackend _cpu = new(threads: 2, int8Activations: false);
     private readonly ReferenceBackend _reference = new();
@@ -83,10 +83,10 @@ public sealed unsafe class Int16ActivationTests : IDisposable
     [Fact]
     public void AppliesWhereTheInt8KernelsDo()
     {
-        Assert.Equal(CpuKernels.UseAvx2, Int16Kernels.Supports(_weights.Quantized(2, 128, 2, 64)));
-        Assert.False(Int16Kernels.Supports(_weights.Quantized(2, 192, 2, 64)));   // 2-bit, odd group count
-        Assert.False(Int16Kernels.Supports(_weights.Quantized(2, 128, 4, 32)));
-        Assert.False(Int16Kernels.Supports(_weights.Quantized(2, 128, 8, 64)));
+        Assert.Equal(CpuKernels.UseAvx2, SplitActivationKernels.Supports(_weights.Quantized(2, 128, 2, 64)));
+        Assert.False(SplitActivationKernels.Supports(_weights.Quantized(2, 192, 2, 64)));   // 2-bit, odd group count
+        Assert.False(SplitActivationKernels.Supports(_weights.Quantized(2, 128, 4, 32)));
+        Assert.False(SplitActivationKernels.Supports(_weights.Quantized(2, 128, 8, 64)));
     }
 
     /// <summary>
@@ -95,9 +95,9 @@ public sealed unsafe class Int16ActivationTests : IDisposable
     /// </summary>
     private static float[]? RunKernel(QuantizedWeight weight, float[] x, int tokens)
     {
-        if (!Int16Kernels.Supports(weight))
+        if (!SplitActivationKernels.Supports(weight))
             return null;
-        int cols = weight.Cols, groups = weight.GroupsPerRow, shorts = Int16Kernels.InputShorts(cols, weight.Bits);
+        int cols = weight.Cols, groups = weight.GroupsPerRow, shorts = SplitActivationKernels.InputShorts(cols, weight.Bits);
         var xq = new short[tokens * shorts];
         var steps = new float[tokens * groups];
         var sums = new float[tokens * groups];
@@ -106,8 +106,8 @@ public sealed unsafe class Int16ActivationTests : IDisposable
         fixed (short* pq = xq)
         {
             for (int t = 0; t < tokens; t++)
-                Int16Kernels.QuantizeInput(px + t * cols, cols, weight.Bits, pq + t * shorts, ps + t * groups, psum + t * groups);
-            Int16Kernels.MatVec(weight, 0, weight.Rows, pq, ps, psum, py, weight.Rows, tokens);
+                SplitActivationKernels.QuantizeInput(px + t * cols, cols, weight.Bits, pq + t * shorts, ps + t * groups, psum + t * groups);
+            SplitActivationKernels.MatVec(weight, 0, weight.Rows, pq, ps, psum, py, weight.Rows, tokens);
         }
         return y;
     }
