@@ -107,34 +107,11 @@ public sealed unsafe class GemmTests : IDisposable
 
     private void Check(LinearWeight weight, string what)
     {
-        int rows = weight.Rows, cols = weight.Cols, most = TokenCounts[^1];
-        var dense = new float[rows * cols];
-        for (int r = 0; r < rows; r++)
-        {
-            for (int c = 0; c < cols; c++)
-                dense[r * cols + c] = ReferenceWeights.At(weight, r, c);
-        }
-        var x = _weights.Floats(most * cols);
+        int most = TokenCounts[^1];
+        var x = _weights.Floats(most * weight.Cols);
+        var reference = new LinearReferenceSums(weight, x, most);
         foreach (int tokens in TokenCounts)
-        {
-            var actual = Run(weight, x, tokens);
-            for (int t = 0; t < tokens; t++)
-            {
-                for (int r = 0; r < rows; r++)
-                {
-                    double sum = 0, magnitude = 0;
-                    for (int c = 0; c < cols; c++)
-                    {
-                        double product = (double)dense[r * cols + c] * x[t * cols + c];
-                        sum += product;
-                        magnitude += Math.Abs(product);
-                    }
-                    float value = actual[t * rows + r];
-                    if (!(Math.Abs(value - sum) <= 1e-5 * magnitude + 1e-30))
-                        Assert.Fail($"{what}, {rows} rows, {tokens} tokens: token {t} row {r}: reference {sum}, gemm {value} (sum|wx| {magnitude})");
-                }
-            }
-        }
+            reference.AssertClose(Run(weight, x, tokens), tokens, what, "gemm");
     }
 
     /// <summary>Y for the first <paramref name="tokens"/> rows of x, in two calls split at the first panel (as workers split it).</summary>

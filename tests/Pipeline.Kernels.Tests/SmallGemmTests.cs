@@ -83,46 +83,11 @@ public sealed unsafe class SmallGemmTests : IDisposable
     /// <summary>Every token count from 1 to <paramref name="mostTokens"/> against the double-precision sums.</summary>
     private void Check(LinearWeight weight, int mostTokens, string what)
     {
-        int rows = weight.Rows, cols = weight.Cols;
-        var dense = new float[rows * cols];
-        for (int r = 0; r < rows; r++)
-        {
-            for (int c = 0; c < cols; c++)
-                dense[r * cols + c] = ReferenceWeights.At(weight, r, c);
-        }
-        var x = _weights.Floats(mostTokens * cols);
+        var x = _weights.Floats(mostTokens * weight.Cols);
         // Reference sums for every token row once: they do not depend on how many rows a call takes.
-        var expected = new double[mostTokens * rows];
-        var magnitudes = new double[mostTokens * rows];
-        for (int t = 0; t < mostTokens; t++)
-        {
-            for (int r = 0; r < rows; r++)
-            {
-                double sum = 0, magnitude = 0;
-                for (int c = 0; c < cols; c++)
-                {
-                    double product = (double)dense[r * cols + c] * x[t * cols + c];
-                    sum += product;
-                    magnitude += Math.Abs(product);
-                }
-                expected[t * rows + r] = sum;
-                magnitudes[t * rows + r] = magnitude;
-            }
-        }
+        var reference = new LinearReferenceSums(weight, x, mostTokens);
         for (int tokens = 1; tokens <= mostTokens; tokens++)
-        {
-            var actual = Run(weight, x, tokens);
-            for (int t = 0; t < tokens; t++)
-            {
-                for (int r = 0; r < rows; r++)
-                {
-                    double sum = expected[t * rows + r], magnitude = magnitudes[t * rows + r];
-                    float value = actual[t * rows + r];
-                    if (!(Math.Abs(value - sum) <= 1e-5 * magnitude + 1e-30))
-                        Assert.Fail($"{what}, {rows} rows, {tokens} tokens: token {t} row {r}: reference {sum}, small-M {value} (sum|wx| {magnitude})");
-                }
-            }
-        }
+            reference.AssertClose(Run(weight, x, tokens), tokens, what, "small-M");
     }
 
     /// <summary>Y for the first <paramref name="tokens"/> rows of x, in two calls split a third of the way down (as workers split it).</summary>

@@ -72,15 +72,7 @@ internal static unsafe class Int8Kernels
         for (int g = 0; g < groups; g++)
         {
             float* xg = x + g * GroupSize;
-            var maxes = Vector256<float>.Zero;
-            var total = Vector256<float>.Zero;
-            for (int i = 0; i < GroupSize; i += 8)
-            {
-                var v = Vector256.Load(xg + i);
-                maxes = Vector256.Max(maxes, Vector256.Abs(v));
-                total += v;
-            }
-            float max = MaxAcross(maxes);
+            var (max, sum) = SplitActivationKernels.GroupMaxAndSum(xg);
             var inverse = Vector256.Create(max > 0 ? 127f / max : 0f);
             for (int i = 0; i < GroupSize; i += 8)
                 Vector256.ConvertToInt32(Vector256.Round(Vector256.Load(xg + i) * inverse)).Store(q + i);
@@ -95,7 +87,7 @@ internal static unsafe class Int8Kernels
             for (int i = 0; i < GroupSize; i++)
                 lane[slots[i]] = (sbyte)q[i];
             Vector128.Create(max / 127f).Store((float*)(pair + 2 * GroupSize) + (g & 1) * 4);
-            sums[g] = Vector256.Sum(total);
+            sums[g] = sum;
         }
         if (groups % 2 == 1)
         {
@@ -104,14 +96,6 @@ internal static unsafe class Int8Kernels
                 Vector128<byte>.Zero.Store(pair + 32 * v + 16);
             Vector128<float>.Zero.Store((float*)(pair + 2 * GroupSize) + 4);
         }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float MaxAcross(Vector256<float> v)
-    {
-        var half = Vector128.Max(v.GetLower(), v.GetUpper());
-        half = Vector128.Max(half, Vector128.Shuffle(half, Vector128.Create(2, 3, 0, 1)));
-        return MathF.Max(half.ToScalar(), half.GetElement(1));
     }
 
     /// <summary>

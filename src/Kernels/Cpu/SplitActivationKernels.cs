@@ -77,16 +77,8 @@ internal static unsafe class SplitActivationKernels
         for (int g = 0; g < groups; g++)
         {
             float* xg = x + g * GroupSize;
-            var maxes = Vector256<float>.Zero;
-            var sums = Vector256<float>.Zero;
-            for (int i = 0; i < GroupSize; i += 8)
-            {
-                var v = Vector256.Load(xg + i);
-                maxes = Vector256.Max(maxes, Vector256.Abs(v));
-                sums += v;
-            }
-            float max = MaxAcross(maxes);
-            xSums[g] = Vector256.Sum(sums);
+            var (max, sum) = GroupMaxAndSum(xg);
+            xSums[g] = sum;
             xSteps[g] = max / ByteLevels / HiWeight;
             var inverse = Vector256.Create(max > 0 ? ByteLevels / max : 0f);
             for (int i = 0; i < GroupSize; i += 8)
@@ -125,12 +117,21 @@ internal static unsafe class SplitActivationKernels
         }
     }
 
+    /// <summary>max |x| and sum(x) over one group of 64 values (both activation quantizers start with these).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float MaxAcross(Vector256<float> v)
+    internal static (float Max, float Sum) GroupMaxAndSum(float* xg)
     {
-        var half = Vector128.Max(v.GetLower(), v.GetUpper());
+        var maxes = Vector256<float>.Zero;
+        var sums = Vector256<float>.Zero;
+        for (int i = 0; i < GroupSize; i += 8)
+        {
+            var v = Vector256.Load(xg + i);
+            maxes = Vector256.Max(maxes, Vector256.Abs(v));
+            sums += v;
+        }
+        var half = Vector128.Max(maxes.GetLower(), maxes.GetUpper());
         half = Vector128.Max(half, Vector128.Shuffle(half, Vector128.Create(2, 3, 0, 1)));
-        return MathF.Max(half.ToScalar(), half.GetElement(1));
+        return (MathF.Max(half.ToScalar(), half.GetElement(1)), Vector256.Sum(sums));
     }
 
     /// <summary>
