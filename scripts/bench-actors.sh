@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Issue 5 benchmarks: decode through the actor pipeline vs the bare engine (1 session, interleaved rounds:
-# engine, actors, engine, actors, ...), and aggregate decode tok/s of N concurrent sessions vs 1 through the
-# actors, on the `small` preset (31B shapes, 6 layers). JSON lines go to a results file; a table is printed
-# at the end (scripts/bench-report.mjs actors).
+# Issue 5 benchmarks: decode through the actor pipeline vs the bare engine (1 session), and aggregate decode
+# tok/s of N concurrent sessions vs 1 through the actors, on the `small` preset (31B shapes, 6 layers).
+# One process (`pipeline bench --mode interleaved`) runs engine, actors x1 and actors xN in turn for R rounds
+# over one backend, and reports per-round ratios (separate processes differ by up to ~15% on this VM).
+# The JSON line goes to a results file; a table is printed at the end (scripts/bench-report.mjs actors).
 #
-# usage: scripts/bench-actors.sh [--model DIR] [--work DIR] [--threads 2] [--sessions 8] [--rounds 3]
-#          [--repeats 3] [--prompt-tokens 128] [--decode-tokens 32] [--results FILE]
+# usage: scripts/bench-actors.sh [--model DIR] [--work DIR] [--threads 2] [--sessions 8] [--rounds 6]
+#          [--prompt-tokens 128] [--decode-tokens 32] [--results FILE]
 #   --model   an existing checkpoint (default: generate `make-test-model --preset small` into the work dir once)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="${TMPDIR:-/tmp}/pipeline-bench-actors"
-model=""; threads="$(nproc)"; sessions=8; rounds=3; repeats=3; prompt=128; decode=32; results=""
+model=""; threads="$(nproc)"; sessions=8; rounds=6; prompt=128; decode=32; results=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --model) model="$2"; shift 2 ;;
@@ -18,11 +19,10 @@ while [[ $# -gt 0 ]]; do
     --threads) threads="$2"; shift 2 ;;
     --sessions) sessions="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
-    --repeats) repeats="$2"; shift 2 ;;
     --prompt-tokens) prompt="$2"; shift 2 ;;
     --decode-tokens) decode="$2"; shift 2 ;;
     --results) results="$2"; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -45,18 +45,10 @@ if [[ -z "$model" ]]; then
   fi
 fi
 
-bench() { # label, extra args...
-  local label="$1"; shift
-  log "$label"
-  "$pipeline" bench --model "$model" --threads "$threads" --prompt-tokens "$prompt" --decode-tokens "$decode" \
-    --repeats "$repeats" --no-bandwidth --json "$@" | tail -1 | tee -a "$results" \
-    | jq -c '{mode, sessions, decode: .decodeTokS.median, steps_per_pass: .meanStepsPerPass, otherProcessCores}' >&2
-}
-for r in $(seq 1 "$rounds"); do
-  bench "round $r: engine" --mode engine
-  bench "round $r: actors, 1 session" --mode actors --sessions 1
-  bench "round $r: actors, $sessions sessions" --mode actors --sessions "$sessions"
-done
+log "engine, actors x1, actors x$sessions interleaved, $rounds rounds"
+"$pipeline" bench --model "$model" --threads "$threads" --prompt-tokens "$prompt" --decode-tokens "$decode" \
+  --repeats "$rounds" --sessions "$sessions" --mode interleaved --no-bandwidth --json | tail -1 | tee -a "$results" \
+  | jq -c '{overhead: .overhead.median, scaling: .scaling.median, otherProcessCores}' >&2
 
 log "results: $results"
 node "$repo/scripts/bench-report.mjs" actors "$results"

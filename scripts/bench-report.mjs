@@ -39,18 +39,13 @@ if (mode === "vs-llamacpp") {
     "llama.cpp decode tok/s", "Pipeline decode tok/s", "decode ratio", "read GB/s (bandwidth.sh)", "llama.cpp decode GB/s (% BW)",
     "Pipeline decode GB/s (% BW)", "Pipeline probe GB/s", "RSS GiB llama/pipe", "max otherProcessCores"], lines);
 } else {
-  const engine = rows.filter(r => r.mode === "engine");
-  const bySessions = n => rows.filter(r => r.mode === "actors" && r.sessions === n);
-  const sessions = [...new Set(rows.filter(r => r.mode === "actors").map(r => r.sessions))].sort((a, b) => a - b);
-  const ed = med(engine, "decodeTokS"), a1 = med(bySessions(1), "decodeTokS");
-  const lines = [["engine (bare), 1 session", engine.length, f(ed, 3), f(med(engine, "ttftMs"), 0), "", f(maxOther(engine))]];
-  for (const n of sessions) {
-    const a = bySessions(n);
-    lines.push([`actors, ${n} session(s)`, a.length, f(med(a, "decodeTokS"), 3), f(med(a, "ttftMs"), 0),
-      f(median(a.map(r => r.meanStepsPerPass)), 2), f(maxOther(a))]);
-  }
-  table(["mode", "runs", "decode tok/s (aggregate)", "ttft ms", "steps per executor pass", "max otherProcessCores"], lines);
-  console.log(`\nactors overhead vs bare engine, 1 session: ${f(100 * (ed - a1) / ed, 1)}% (decode tok/s, median of interleaved rounds)`);
-  for (const n of sessions.filter(n => n > 1))
-    console.log(`aggregate decode with ${n} sessions vs 1: ${f(med(bySessions(n), "decodeTokS") / a1)}x`);
+  // scripts/bench-actors.sh: one `pipeline bench --mode interleaved` line per invocation.
+  const pct = x => f(100 * x, 1) + "%";
+  const lines = rows.filter(r => r.mode === "interleaved").map(r => [r.backend, r.repeats, r.sessions,
+    f(r.engineDecodeTokS.median, 3), f(r.actorsDecodeTokS.median, 3), f(r.manyDecodeTokS?.median, 3),
+    `${pct(r.overhead.median)} (${pct(r.overhead.min)} to ${pct(r.overhead.max)})`,
+    r.scaling ? `${f(r.scaling.median)}x (${f(r.scaling.min)} to ${f(r.scaling.max)})` : "-",
+    `${f(r.engineStepMs.median, 1)} / ${f(r.actorsDecodePassMs.median, 1)}`, f(r.otherProcessCores)]);
+  table(["backend", "rounds", "N", "engine tok/s", "actors x1 tok/s", "actors xN tok/s (aggregate)",
+    "overhead, median of rounds (range)", "xN / x1, median of rounds (range)", "engine step / actors pass ms", "otherProcessCores"], lines);
 }

@@ -17,7 +17,7 @@ public sealed class BenchCommandTests
     [InlineData("--decode-tokens", "-3", "--decode-tokens must be at least 1, got -3")]
     [InlineData("--threads", "-1", "--threads must be 0")]
     [InlineData("--sessions", "0", "--sessions must be at least 1")]
-    [InlineData("--sessions", "4", "--mode actors only")]
+    [InlineData("--sessions", "4", "--mode actors and interleaved only")]
     public void BadOptions_GiveOneClearError(string option, string value, string message)
     {
         var (exit, output, error) = Run("bench", "--model", TinyA, "--no-bandwidth", option, value);
@@ -113,6 +113,31 @@ public sealed class BenchCommandTests
         Assert.True(root.GetProperty("decodeTokS").GetProperty("median").GetDouble() > 0);
         Assert.True(root.GetProperty("actualPromptTokens").GetInt32() > 10);
         Assert.True(root.GetProperty("ttftMs").GetProperty("median").GetDouble() > 0);
+    }
+
+    [Fact]
+    public void InterleavedJson_ReportsPerRoundOverheadAndScaling()
+    {
+        var (exit, output, error) = Run("bench", "--model", TinyA, "--no-bandwidth", "--mode", "interleaved", "--sessions", "2",
+            "--threads", "1", "--prompt-tokens", "20", "--decode-tokens", "3", "--repeats", "3");
+        Assert.True(exit == 0, error);
+        string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(3, lines.Count(l => l.StartsWith("round ", StringComparison.Ordinal)));
+        using var document = JsonDocument.Parse(lines[^1]);
+        var root = document.RootElement;
+        Assert.Equal("pipeline-interleaved", root.GetProperty("engine").GetString());
+        Assert.Equal("interleaved", root.GetProperty("mode").GetString());
+        double[] perRound = [.. root.GetProperty("overheadPerRound").EnumerateArray().Select(e => e.GetDouble())];
+        Assert.Equal(3, perRound.Length);
+        Assert.Equal(perRound.Order().ElementAt(1), root.GetProperty("overhead").GetProperty("median").GetDouble(), 12);
+        double engine = root.GetProperty("engineDecodeTokS").GetProperty("median").GetDouble();
+        double actors = root.GetProperty("actorsDecodeTokS").GetProperty("median").GetDouble();
+        double many = root.GetProperty("manyDecodeTokS").GetProperty("median").GetDouble();
+        Assert.True(engine > 0 && actors > 0 && many > 0, root.ToString());
+        Assert.InRange(root.GetProperty("scaling").GetProperty("median").GetDouble(), 0.1, 10);
+        // The engine's prompt is as long as the actors' templated prompt.
+        Assert.True(root.GetProperty("actualPromptTokens").GetInt32() > 10);
+        Assert.True(root.GetProperty("actorsDecodePassMs").GetProperty("median").GetDouble() > 0);
     }
 
     [Fact]

@@ -20,7 +20,7 @@ namespace Pipeline.Host.Benchmarks;
 /// </summary>
 public static class ActorsBenchmark
 {
-    private const string Hocon = """
+    internal const string Hocon = """
         akka.loglevel = WARNING
         akka.stdout-loglevel = WARNING
         """;
@@ -102,11 +102,11 @@ public static class ActorsBenchmark
         }
     }
 
-    private sealed record RoundResult(
+    internal sealed record RoundResult(
         double AggregateDecodeTokS, double MedianSessionDecodeTokS, double CompletedTokS, double MedianPrefillTokS,
         double MedianTtftMs, int PromptTokens, int CompletionTokens, IReadOnlyList<string> Finishes);
 
-    private static RoundResult Round(PipelineClient client, string round, int sessions, string prompt, int decodeTokens)
+    internal static RoundResult Round(PipelineClient client, string round, int sessions, string prompt, int decodeTokens)
     {
         var options = new GenerationOptions { Temperature = 0, Seed = 1, MaxNewTokens = decodeTokens + 1 };
         var clock = Stopwatch.StartNew();
@@ -142,7 +142,7 @@ public static class ActorsBenchmark
     /// while it lives. An executor records the three in that order on its own thread, so a pass's duration is
     /// matched with its size through thread-static fields; passes with one row per step are decode passes.
     /// </summary>
-    private sealed class ExecutorPasses : IDisposable
+    internal sealed class ExecutorPasses : IDisposable
     {
         [ThreadStatic] private static int t_steps;
         [ThreadStatic] private static int t_rows;

@@ -7,7 +7,7 @@ namespace Pipeline.Host.Commands;
 
 /// <summary>
 /// `pipeline bench [--model DIR] [--threads N] [--prompt-tokens P] [--decode-tokens D] [--repeats R]
-/// [--mode engine|actors] [--sessions N] [--no-bandwidth] [--json]`: prefill and decode speed with
+/// [--mode engine|actors|interleaved] [--sessions N] [--no-bandwidth] [--json]`: prefill and decode speed with
 /// the method of llama.cpp's run.mjs (see docs/PERFORMANCE.md), per-op GB/s and GFLOP/s, RSS and the
 /// machine's read bandwidth. The last line printed is always one JSON object; --json prints only it.
 /// </summary>
@@ -20,9 +20,9 @@ public static class BenchCommand
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "prompt length P", DefaultValueFactory = _ => 128 };
         var decodeTokens = new Option<int>("--decode-tokens") { Description = "decode steps D per run", DefaultValueFactory = _ => 32 };
         var repeats = new Option<int>("--repeats") { Description = "timed runs R (median, min, max reported)", DefaultValueFactory = _ => 3 };
-        var mode = new Option<string>("--mode") { Description = "engine (bare engine) or actors (through the actor pipeline)", DefaultValueFactory = _ => "engine" };
-        mode.AcceptOnlyFromAmong("engine", "actors");
-        var sessions = new Option<int>("--sessions") { Description = "actors mode: concurrent sessions, each decoding D tokens", DefaultValueFactory = _ => 1 };
+        var mode = new Option<string>("--mode") { Description = "engine (bare engine), actors (through the actor pipeline) or interleaved (engine, actors x1 and actors xN in turn in one process: the actors' overhead and N-session scaling as per-round ratios)", DefaultValueFactory = _ => "engine" };
+        mode.AcceptOnlyFromAmong("engine", "actors", "interleaved");
+        var sessions = new Option<int>("--sessions") { Description = "actors and interleaved modes: concurrent sessions, each decoding D tokens", DefaultValueFactory = _ => 1 };
         var noBandwidth = new Option<bool>("--no-bandwidth") { Description = "skip the 2 GiB read-bandwidth probe" };
         var json = new Option<bool>("--json") { Description = "print only the JSON result line" };
 
@@ -49,7 +49,12 @@ public static class BenchCommand
                     !parse.GetValue(noBandwidth),
                     parse.GetValue(sessions));
                 var say = parse.GetValue(json) ? TextWriter.Null : output;
-                var result = parse.GetValue(mode) == "actors" ? ActorsBenchmark.Run(settings, say) : EngineBenchmark.Run(settings, say);
+                var result = parse.GetValue(mode) switch
+                {
+                    "actors" => ActorsBenchmark.Run(settings, say),
+                    "interleaved" => InterleavedBenchmark.Run(settings, say),
+                    _ => EngineBenchmark.Run(settings, say),
+                };
                 output.WriteLine(result.ToJsonString());
                 return 0;
             }
@@ -74,7 +79,7 @@ public static class BenchCommand
             throw new ArgumentException($"--repeats must be at least 1, got {repeats}");
         if (sessions < 1)
             throw new ArgumentException($"--sessions must be at least 1, got {sessions}");
-        if (sessions > 1 && mode != "actors")
-            throw new ArgumentException("--sessions applies to --mode actors only (the bare engine runs one session)");
+        if (sessions > 1 && mode == "engine")
+            throw new ArgumentException("--sessions applies to --mode actors and interleaved only (the bare engine runs one session)");
     }
 }
