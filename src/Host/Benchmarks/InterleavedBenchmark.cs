@@ -61,6 +61,8 @@ public static class InterleavedBenchmark
             var enginePassMs = new List<double>();
             var actorsPassMs = new List<double>();
             var cpu0 = CpuTimes.Read();
+            int gen0 = GC.CollectionCount(0), gen2 = GC.CollectionCount(2);
+            var gcPause = GC.GetTotalPauseDuration();
             for (int r = 0; r < settings.Repeats; r++)
             {
                 double engineRate = 0, manyRate = 0;
@@ -97,6 +99,9 @@ public static class InterleavedBenchmark
                     (settings.Sessions > 1 ? $"; actors x{settings.Sessions} {manyRate:F3} tok/s = {manyRate / one.AggregateDecodeTokS:F2}x" : "")));
             }
             var cpu1 = CpuTimes.Read();
+            // Garbage collections pause the kernel threads too: their count and pause time during the rounds.
+            result["gcCollections"] = new JsonObject { ["gen0"] = GC.CollectionCount(0) - gen0, ["gen2"] = GC.CollectionCount(2) - gen2 };
+            result["gcPauseMs"] = (GC.GetTotalPauseDuration() - gcPause).TotalMilliseconds;
             var memory = MemoryStatus.Read();
 
             var overheads = engineTokS.Zip(actorsTokS, (e, a) => e / a - 1).ToArray();
