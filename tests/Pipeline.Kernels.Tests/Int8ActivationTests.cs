@@ -44,6 +44,8 @@ public sealed class Int8ActivationTests : IDisposable
         data.Add(3, 40, 1152, 37);           // 3-bit token tiles
         data.Add(4, 70, 5376, 9);            // 31B hidden width (84 groups: a bias tail of 4), a tile of 8 and a tile of 1
         data.Add(3, 17, 2112, 8);            // 33 groups: a lone last group after 16 pairs, one full tile
+        data.Add(3, 19, 21504, 13);          // down_proj's width (336 groups): a tile of 8 and one of 5, both with the chained (lean) step
+        data.Add(2, 21, 5376, 8);            // gate/up at 31B's hidden width, 8 tokens (the batched decode of 8 sessions): two tiles of 4
         return data;
     }
 
