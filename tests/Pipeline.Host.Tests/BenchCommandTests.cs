@@ -119,7 +119,7 @@ public sealed class BenchCommandTests
     public void InterleavedJson_ReportsPerRoundOverheadAndScaling()
     {
         var (exit, output, error) = Run("bench", "--model", TinyA, "--no-bandwidth", "--mode", "interleaved", "--sessions", "2",
-            "--threads", "1", "--prompt-tokens", "20", "--decode-tokens", "3", "--repeats", "3");
+            "--threads", "1", "--prompt-tokens", "20", "--decode-tokens", "6", "--repeats", "3");
         Assert.True(exit == 0, error);
         string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(3, lines.Count(l => l.StartsWith("round ", StringComparison.Ordinal)));
@@ -135,6 +135,9 @@ public sealed class BenchCommandTests
         double many = root.GetProperty("manyDecodeTokS").GetProperty("median").GetDouble();
         Assert.True(engine > 0 && actors > 0 && many > 0, root.ToString());
         Assert.InRange(root.GetProperty("scaling").GetProperty("median").GetDouble(), 0.1, 10);
+        // Two sessions of 6 decode steps each decode side by side in consecutive 2-step passes.
+        Assert.True(root.GetProperty("manySteadyDecodeTokS").GetProperty("min").GetDouble() > 0, root.ToString());
+        Assert.InRange(root.GetProperty("steadyScaling").GetProperty("median").GetDouble(), 0.1, 10);
         // The engine's prompt is as long as the actors' templated prompt.
         Assert.True(root.GetProperty("actualPromptTokens").GetInt32() > 10);
         Assert.True(root.GetProperty("actorsDecodePassMs").GetProperty("median").GetDouble() > 0);

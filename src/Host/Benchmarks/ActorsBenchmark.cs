@@ -150,6 +150,7 @@ public static class ActorsBenchmark
         private readonly MeterListener _listener = new();
         private long _passes, _steps, _rows, _decodePasses;
         private double _decodePassMs;
+        private readonly List<(long Pass, long EndedAt, int Steps)> _decodePassEnds = [];
 
         public ExecutorPasses()
         {
@@ -176,10 +177,12 @@ public static class ActorsBenchmark
             {
                 if (t_rows != t_steps)
                     return;
+                long now = Stopwatch.GetTimestamp();
                 lock (_listener)
                 {
                     _decodePasses++;
                     _decodePassMs += value;
+                    _decodePassEnds.Add((Interlocked.Read(ref _passes), now, t_steps));
                 }
             });
             _listener.Start();
@@ -196,6 +199,31 @@ public static class ActorsBenchmark
             {
                 lock (_listener)
                     return _decodePasses > 0 ? _decodePassMs / _decodePasses : 0;
+            }
+        }
+
+        /// <summary>
+        /// Decode tok/s while exactly <paramref name="sessions"/> sessions decode together: over runs of
+        /// consecutive decode-only passes of that many steps, steps per second from one pass's end to the
+        /// next (compute plus the messages between passes). Passes mixed with prefill rows, or with fewer
+        /// sessions (staggered starts), are left out. 0 when there were no two such passes in a row.
+        /// </summary>
+        public double SteadyDecodeTokS(int sessions)
+        {
+            lock (_listener)
+            {
+                double seconds = 0;
+                long intervals = 0;
+                for (int i = 1; i < _decodePassEnds.Count; i++)
+                {
+                    var (pass, ended, steps) = _decodePassEnds[i];
+                    var previous = _decodePassEnds[i - 1];
+                    if (steps != sessions || previous.Steps != sessions || pass != previous.Pass + 1)
+                        continue;
+                    seconds += Stopwatch.GetElapsedTime(previous.EndedAt, ended).TotalSeconds;
+                    intervals++;
+                }
+                return seconds > 0 ? sessions * intervals / seconds : 0;
             }
         }
 

@@ -18,6 +18,9 @@ namespace Pipeline.Host.Benchmarks;
 /// flips every round, so a drift in machine speed falls on both sides); the results are per-round
 /// ratios: overhead = engine / actors x1 - 1, scaling = actors xN / actors x1, with their median.
 /// Decode tok/s is counted alike on both sides: D tokens after the first, from the first token to the last.
+/// The N-session aggregate (sum of the sessions' own rates) also counts the passes where some sessions
+/// wait for others' prefills; the steady rate counts only the passes where all N decode together
+/// (<see cref="ActorsBenchmark.ExecutorPasses.SteadyDecodeTokS"/>), and both are reported.
 /// </summary>
 public static class InterleavedBenchmark
 {
@@ -58,6 +61,8 @@ public static class InterleavedBenchmark
             var engineTokS = new List<double>();
             var actorsTokS = new List<double>();
             var manyTokS = new List<double>();
+            var oneSteadyTokS = new List<double>();
+            var manySteadyTokS = new List<double>();
             var enginePassMs = new List<double>();
             var actorsPassMs = new List<double>();
             var cpu0 = CpuTimes.Read();
@@ -65,7 +70,7 @@ public static class InterleavedBenchmark
             var gcPause = GC.GetTotalPauseDuration();
             for (int r = 0; r < settings.Repeats; r++)
             {
-                double engineRate = 0, manyRate = 0;
+                double engineRate = 0, manyRate = 0, oneSteady = 0, manySteady = 0;
                 ActorsBenchmark.RoundResult? one = null;
                 double onePassMs = 0;
                 void Engine() => engineRate = EngineDecode(session, engineprompt, settings.DecodeTokens);
@@ -74,8 +79,16 @@ public static class InterleavedBenchmark
                     using var passes = new ActorsBenchmark.ExecutorPasses();
                     one = ActorsBenchmark.Round(client, $"r{r}-one", 1, prompt, settings.DecodeTokens);
                     onePassMs = passes.MeanDecodePassMs;
+                    oneSteady = passes.SteadyDecodeTokS(1);
                 }
-                void Many() => manyRate = settings.Sessions > 1 ? ActorsBenchmark.Round(client, $"r{r}-many", settings.Sessions, prompt, settings.DecodeTokens).AggregateDecodeTokS : 0;
+                void Many()
+                {
+                    if (settings.Sessions == 1)
+                        return;
+                    using var passes = new ActorsBenchmark.ExecutorPasses();
+                    manyRate = ActorsBenchmark.Round(client, $"r{r}-many", settings.Sessions, prompt, settings.DecodeTokens).AggregateDecodeTokS;
+                    manySteady = passes.SteadyDecodeTokS(settings.Sessions);
+                }
                 if (r % 2 == 0)
                 {
                     Engine();
@@ -91,12 +104,17 @@ public static class InterleavedBenchmark
                 engineTokS.Add(engineRate);
                 actorsTokS.Add(one!.AggregateDecodeTokS);
                 manyTokS.Add(manyRate);
+                oneSteadyTokS.Add(oneSteady);
+                manySteadyTokS.Add(manySteady);
                 enginePassMs.Add(1000 / engineRate);
                 actorsPassMs.Add(onePassMs);
                 say.WriteLine((
                     $"round {r + 1}: engine {engineRate:F3} tok/s, actors x1 {one.AggregateDecodeTokS:F3} tok/s (compute {onePassMs:F1} ms per pass, step {1000 / one.AggregateDecodeTokS:F1} ms), " +
                     $"overhead {100 * (engineRate / one.AggregateDecodeTokS - 1):F1}%" +
-                    (settings.Sessions > 1 ? $"; actors x{settings.Sessions} {manyRate:F3} tok/s = {manyRate / one.AggregateDecodeTokS:F2}x" : "")));
+                    (settings.Sessions > 1
+                        ? $"; actors x{settings.Sessions} {manyRate:F3} tok/s = {manyRate / one.AggregateDecodeTokS:F2}x; " +
+                          $"all decoding together: x{settings.Sessions} {manySteady:F3} tok/s / x1 {oneSteady:F3} tok/s = {manySteady / oneSteady:F2}x"
+                        : "")));
             }
             var cpu1 = CpuTimes.Read();
             // Garbage collections pause the kernel threads too: their count and pause time during the rounds.
@@ -125,9 +143,16 @@ public static class InterleavedBenchmark
             if (settings.Sessions > 1)
             {
                 var scaling = Stat.Of(manyTokS.Zip(actorsTokS, (m, a) => m / a));
+                var steadyScaling = Stat.Of(manySteadyTokS.Zip(oneSteadyTokS, (m, a) => m / a));
                 result["manyDecodeTokS"] = Stat.Of(manyTokS).ToJson();
                 result["scaling"] = scaling.ToJson();
+                result["manySteadyDecodeTokS"] = Stat.Of(manySteadyTokS).ToJson();
+                result["oneSteadyDecodeTokS"] = Stat.Of(oneSteadyTokS).ToJson();
+                result["steadyScaling"] = steadyScaling.ToJson();
                 say.WriteLine($"median of {settings.Repeats} rounds: actors x{settings.Sessions} / actors x1 = {scaling.Median:F2}x (min {scaling.Min:F2}, max {scaling.Max:F2})");
+                say.WriteLine((
+                    $"median of {settings.Repeats} rounds, while all {settings.Sessions} sessions decode together: x{settings.Sessions} / x1 = " +
+                    $"{steadyScaling.Median:F2}x (min {steadyScaling.Min:F2}, max {steadyScaling.Max:F2})"));
             }
             Common.AddBandwidth(result, bandwidth, settings.Threads, Stat.Of(engineTokS).Median * weightBytes / 1e9);
             Common.AddMemory(result, memory);
