@@ -41,12 +41,12 @@ if (mode === "vs-llamacpp") {
 } else {
   // scripts/bench-actors.sh: one `pipeline bench --mode interleaved` line per invocation.
   const pct = x => f(100 * x, 1) + "%";
-  const lines = rows.filter(r => r.mode === "interleaved").map(r => [r.backend, r.repeats, r.sessions,
+  const lines = rows.filter(r => r.mode === "interleaved").map(r => [r.label ?? r.backend, r.repeats, r.decodeTokens, r.sessions,
     f(r.engineDecodeTokS.median, 3), f(r.actorsDecodeTokS.median, 3), f(r.manyDecodeTokS?.median, 3),
     `${pct(r.overhead.median)} (${pct(r.overhead.min)} to ${pct(r.overhead.max)})`,
     r.scaling ? `${f(r.scaling.median)}x (${f(r.scaling.min)} to ${f(r.scaling.max)})` : "-",
     r.steadyScaling ? `${f(r.steadyScaling.median)}x (${f(r.steadyScaling.min)} to ${f(r.steadyScaling.max)})` : "-",
     `${f(r.engineStepMs.median, 1)} / ${f(r.actorsDecodePassMs.median, 1)}`, f(r.otherProcessCores)]);
-  table(["backend", "rounds", "N", "engine tok/s", "actors x1 tok/s", "actors xN tok/s (aggregate)",
+  table(["run", "rounds", "D", "N", "engine tok/s", "actors x1 tok/s", "actors xN tok/s (aggregate)",
     "overhead, median of rounds (range)", "xN / x1, median of rounds (range)", "xN / x1 while all N decode together", "engine step / actors pass ms", "otherProcessCores"], lines);
 }
