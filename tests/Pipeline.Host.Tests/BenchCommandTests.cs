@@ -146,6 +146,22 @@ public sealed class BenchCommandTests
     }
 
     [Fact]
+    public void SteadyRate_CountsOnlyConsecutivePassesOfAllSessions()
+    {
+        static ActorsBenchmark.DecodePassEnd End(long pass, double seconds, int steps) => new(pass, seconds, steps);
+
+        // Passes 3-5 have all 4 sessions: two intervals of 0.5 s and 0.3 s carry 4 tokens each.
+        var ends = new[] { End(1, 0.0, 2), End(2, 0.4, 3), End(3, 1.0, 4), End(4, 1.5, 4), End(5, 1.8, 4) };
+        Assert.Equal(8 / 0.8, ActorsBenchmark.SteadyRate(ends, 4), 9);
+        // A pass in between that is not a decode pass (a prefill: missing from the list) breaks the run.
+        var broken = new[] { End(3, 1.0, 4), End(4, 1.5, 4), End(6, 9.0, 4), End(7, 9.2, 4) };
+        Assert.Equal(8 / 0.7, ActorsBenchmark.SteadyRate(broken, 4), 9);
+        // Never two full passes in a row: no rate.
+        Assert.Equal(0, ActorsBenchmark.SteadyRate([End(1, 0, 4), End(2, 1, 3), End(3, 2, 4)], 4));
+        Assert.Equal(0, ActorsBenchmark.SteadyRate([], 1));
+    }
+
+    [Fact]
     public void BandwidthProbe_GivesOnePositiveRatePerThreadCount()
     {
         double[] rates = ReadBandwidthProbe.Measure(64L << 20, maxThreads: 2, passes: 2);

@@ -138,6 +138,30 @@ public static class ActorsBenchmark
     }
 
     /// <summary>
+    /// Over runs of consecutive decode-only passes (pass numbers one apart) of exactly <paramref name="sessions"/>
+    /// steps, steps per second from one pass's end to the next (compute plus the messages between passes).
+    /// Passes mixed with prefill rows are not in <paramref name="ends"/>; passes with fewer sessions (staggered
+    /// starts) are skipped. 0 when no two such passes follow each other.
+    /// </summary>
+    public static double SteadyRate(IReadOnlyList<DecodePassEnd> ends, int sessions)
+    {
+        double seconds = 0;
+        long intervals = 0;
+        for (int i = 1; i < ends.Count; i++)
+        {
+            var (previous, current) = (ends[i - 1], ends[i]);
+            if (current.Steps != sessions || previous.Steps != sessions || current.Pass != previous.Pass + 1)
+                continue;
+            seconds += current.EndedAtSeconds - previous.EndedAtSeconds;
+            intervals++;
+        }
+        return seconds > 0 ? sessions * intervals / seconds : 0;
+    }
+
+    /// <summary>A decode-only executor pass: its number among all passes, when it ended, and its steps (one per session).</summary>
+    public readonly record struct DecodePassEnd(long Pass, double EndedAtSeconds, int Steps);
+
+    /// <summary>
     /// Listens to the executors' batch-size, batch-rows and pass-duration histograms (meter "Pipeline.Actors")
     /// while it lives. An executor records the three in that order on its own thread, so a pass's duration is
     /// matched with its size through thread-static fields; passes with one row per step are decode passes.
@@ -202,30 +226,13 @@ public static class ActorsBenchmark
             }
         }
 
-        /// <summary>
-        /// Decode tok/s while exactly <paramref name="sessions"/> sessions decode together: over runs of
-        /// consecutive decode-only passes of that many steps, steps per second from one pass's end to the
-        /// next (compute plus the messages between passes). Passes mixed with prefill rows, or with fewer
-        /// sessions (staggered starts), are left out. 0 when there were no two such passes in a row.
-        /// </summary>
+        /// <summary>Decode tok/s while exactly <paramref name="sessions"/> sessions decode together (<see cref="SteadyRate"/>).</summary>
         public double SteadyDecodeTokS(int sessions)
         {
             lock (_listener)
-            {
-                double seconds = 0;
-                long intervals = 0;
-                for (int i = 1; i < _decodePassEnds.Count; i++)
-                {
-                    var (pass, ended, steps) = _decodePassEnds[i];
-                    var previous = _decodePassEnds[i - 1];
-                    if (steps != sessions || previous.Steps != sessions || pass != previous.Pass + 1)
-                        continue;
-                    seconds += Stopwatch.GetElapsedTime(previous.EndedAt, ended).TotalSeconds;
-                    intervals++;
-                }
-                return seconds > 0 ? sessions * intervals / seconds : 0;
-            }
+                return SteadyRate([.. _decodePassEnds.Select(e => new DecodePassEnd(e.Pass, e.EndedAt / (double)Stopwatch.Frequency, e.Steps))], sessions);
         }
+
 
         public void Dispose() => _listener.Dispose();
     }
