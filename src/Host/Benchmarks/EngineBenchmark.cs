@@ -114,10 +114,10 @@ public static class EngineBenchmark
         }
     }
 
-    private readonly record struct RunResult(double PrefillTokS, double TtftMs, double DecodeTokS);
+    internal readonly record struct RunResult(double PrefillTokS, double TtftMs, double DecodeTokS);
 
     /// <summary>Reset, prefill <paramref name="prompt"/> (logits of the last position), then <paramref name="decode"/> greedy steps.</summary>
-    private static RunResult Once(Session session, ReadOnlySpan<int> prompt, int decode)
+    internal static RunResult Once(Session session, ReadOnlySpan<int> prompt, int decode)
     {
         session.Reset();
         long start = Stopwatch.GetTimestamp();

@@ -53,9 +53,9 @@ public static class InterleavedBenchmark
             // Warm-up of both paths; the actors' prompt length (after the chat template) sizes the engine's prompt.
             clock.Restart();
             var warm = ActorsBenchmark.Round(client, "warmup", 1, prompt, 2);
-            int[] engineprompt = BenchSettings.PromptIds(warm.PromptTokens, engine.VocabSize);
+            int[] enginePrompt = BenchSettings.PromptIds(warm.PromptTokens, engine.VocabSize);
             using var session = engine.OpenSession();
-            EngineDecode(session, engineprompt, 2);
+            EngineBenchmark.Once(session, enginePrompt, 2);
             double warmupS = clock.Elapsed.TotalSeconds;
 
             var engineTokS = new List<double>();
@@ -73,7 +73,7 @@ public static class InterleavedBenchmark
                 double engineRate = 0, manyRate = 0, oneSteady = 0, manySteady = 0;
                 ActorsBenchmark.RoundResult? one = null;
                 double onePassMs = 0;
-                void Engine() => engineRate = EngineDecode(session, engineprompt, settings.DecodeTokens);
+                void Engine() => engineRate = EngineBenchmark.Once(session, enginePrompt, settings.DecodeTokens).DecodeTokS;
                 void One()
                 {
                     using var passes = new ActorsBenchmark.ExecutorPasses();
@@ -167,20 +167,5 @@ public static class InterleavedBenchmark
             system.Terminate().Wait(TimeSpan.FromSeconds(30));
             system.Dispose();
         }
-    }
-
-    /// <summary>Prefill, first token, then <paramref name="decode"/> greedy steps: decode tok/s of those steps.</summary>
-    private static double EngineDecode(Session session, int[] prompt, int decode)
-    {
-        session.Reset();
-        session.Prefill(prompt);
-        int next = LogitMath.ArgMax(session.Logits);
-        long start = Stopwatch.GetTimestamp();
-        for (int i = 0; i < decode; i++)
-        {
-            session.Decode(next);
-            next = LogitMath.ArgMax(session.Logits);
-        }
-        return decode / Stopwatch.GetElapsedTime(start).TotalSeconds;
     }
 }
