@@ -212,26 +212,31 @@ internal static unsafe class SplitActivationKernels
         return Vector256.ConvertToSingle(sum);
     }
 
-    // ---------------- 2 bits ----------------
-
-    /// <summary>A pair of 2-bit groups: 32 packed bytes, byte j holding elements 4j..4j+3.</summary>
+    /// <summary>A pair of groups (<see cref="IPairCodes{TSelf}"/>) against its three x terms.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Pair2Bit(byte* p, sbyte* x)
+    private static Vector256<float> Pair<TCodes>(in TCodes codes, byte* p, sbyte* x)
+        where TCodes : struct, IPairCodes<TCodes>
     {
-        var packed = Vector256.Load(p);
-        var words = packed.AsUInt16();
-        var mask = Vector256.Create((byte)3);
-        var c0 = packed & mask;
-        var c1 = Avx2.ShiftRightLogical(words, 2).AsByte() & mask;
-        var c2 = Avx2.ShiftRightLogical(words, 4).AsByte() & mask;
-        var c3 = Avx2.ShiftRightLogical(words, 6).AsByte() & mask;
+        codes.Pair(p, out var c0, out var c1, out var c2, out var c3);
         return ThreeTerms(c0, c1, c2, c3, x);
     }
+
+    /// <summary>A lone last group (its partner lane zero) against its three x terms.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Lone<TCodes>(in TCodes codes, byte* p, sbyte* x)
+        where TCodes : struct, IPairCodes<TCodes>
+    {
+        codes.Lone(p, out var c0, out var c1, out var c2, out var c3);
+        return ThreeTerms(c0, c1, c2, c3, x);
+    }
+
+    // ---------------- 2 bits ----------------
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MatVec2Bit(QuantizedWeight w, int first, int end, sbyte* xq, float* xSteps, float* xSums, float* y)
     {
         int groups = w.GroupsPerRow, rowBytes = w.Cols / 4;
+        var codes = TwoBitCodes.Create();
         float* rowScales = stackalloc float[groups];
         for (int row = first; row < end; row++)
         {
@@ -244,36 +249,22 @@ internal static unsafe class SplitActivationKernels
             for (; g + 4 <= groups; g += 4)
             {
                 Sse.Prefetch0(p + g * 16 + PrefetchBytes);
-                acc0 = Vector256.MultiplyAddEstimate(Pair2Bit(p + g * 16, xq + g * 3 * GroupSize), PairScale(rowScales, g), acc0);
-                acc1 = Vector256.MultiplyAddEstimate(Pair2Bit(p + g * 16 + 32, xq + (g + 2) * 3 * GroupSize), PairScale(rowScales, g + 2), acc1);
+                acc0 = Vector256.MultiplyAddEstimate(Pair(codes, p + g * 16, xq + g * 3 * GroupSize), PairScale(rowScales, g), acc0);
+                acc1 = Vector256.MultiplyAddEstimate(Pair(codes, p + g * 16 + 32, xq + (g + 2) * 3 * GroupSize), PairScale(rowScales, g + 2), acc1);
             }
             if (g < groups)
-                acc0 = Vector256.MultiplyAddEstimate(Pair2Bit(p + g * 16, xq + g * 3 * GroupSize), PairScale(rowScales, g), acc0);
+                acc0 = Vector256.MultiplyAddEstimate(Pair(codes, p + g * 16, xq + g * 3 * GroupSize), PairScale(rowScales, g), acc0);
             y[row] = Vector256.Sum(acc0 + acc1) + Int8Kernels.BiasTerm((ushort*)w.Biases + (long)row * groups, xSums, groups);
         }
     }
 
     // ---------------- 4 bits ----------------
 
-    /// <summary>A pair of 4-bit groups (64 packed bytes), or a lone group when <paramref name="second"/> is null.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Pair4Bit(byte* first, byte* second, sbyte* x)
-    {
-        // Bytes 0-15 of both groups, then bytes 16-31: each 128-bit lane is one group.
-        var front = Vector256.Create(Vector128.Load(first), second is null ? Vector128<byte>.Zero : Vector128.Load(second));
-        var back = Vector256.Create(Vector128.Load(first + 16), second is null ? Vector128<byte>.Zero : Vector128.Load(second + 16));
-        var mask = Vector256.Create((byte)0x0F);
-        var c0 = front & mask;
-        var c1 = Avx2.ShiftRightLogical(front.AsUInt16(), 4).AsByte() & mask;
-        var c2 = back & mask;
-        var c3 = Avx2.ShiftRightLogical(back.AsUInt16(), 4).AsByte() & mask;
-        return ThreeTerms(c0, c1, c2, c3, x);
-    }
-
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MatVec4Bit(QuantizedWeight w, int first, int end, sbyte* xq, float* xSteps, float* xSums, float* y)
     {
         int groups = w.GroupsPerRow, rowBytes = w.Cols / 2;
+        var codes = FourBitCodes.Create();
         float* rowScales = stackalloc float[groups];
         for (int row = first; row < end; row++)
         {
@@ -287,16 +278,16 @@ internal static unsafe class SplitActivationKernels
             {
                 Sse.Prefetch0(p + g * 32 + PrefetchBytes);
                 Sse.Prefetch0(p + g * 32 + PrefetchBytes + 64);
-                acc0 = Vector256.MultiplyAddEstimate(Pair4Bit(p + g * 32, p + g * 32 + 32, xq + g * 3 * GroupSize), PairScale(rowScales, g), acc0);
-                acc1 = Vector256.MultiplyAddEstimate(Pair4Bit(p + g * 32 + 64, p + g * 32 + 96, xq + (g + 2) * 3 * GroupSize), PairScale(rowScales, g + 2), acc1);
+                acc0 = Vector256.MultiplyAddEstimate(Pair(codes, p + g * 32, xq + g * 3 * GroupSize), PairScale(rowScales, g), acc0);
+                acc1 = Vector256.MultiplyAddEstimate(Pair(codes, p + g * 32 + 64, xq + (g + 2) * 3 * GroupSize), PairScale(rowScales, g + 2), acc1);
             }
             if (g + 2 <= groups)
             {
-                acc0 = Vector256.MultiplyAddEstimate(Pair4Bit(p + g * 32, p + g * 32 + 32, xq + g * 3 * GroupSize), PairScale(rowScales, g), acc0);
+                acc0 = Vector256.MultiplyAddEstimate(Pair(codes, p + g * 32, xq + g * 3 * GroupSize), PairScale(rowScales, g), acc0);
                 g += 2;
             }
             if (g < groups)
-                acc1 = Vector256.MultiplyAddEstimate(Pair4Bit(p + g * 32, null, xq + g * 3 * GroupSize), LoneScale(rowScales, g), acc1);
+                acc1 = Vector256.MultiplyAddEstimate(Lone(codes, p + g * 32, xq + g * 3 * GroupSize), LoneScale(rowScales, g), acc1);
             y[row] = Vector256.Sum(acc0 + acc1) + Int8Kernels.BiasTerm((ushort*)w.Biases + (long)row * groups, xSums, groups);
         }
     }
@@ -406,15 +397,7 @@ internal static unsafe class SplitActivationKernels
     private static void MatVec3Bit(QuantizedWeight w, int first, int end, sbyte* xq, float* xSteps, float* xSums, float* y)
     {
         int groups = w.GroupsPerRow, rowBytes = w.Cols * 3 / 8;
-        var shuffle0 = ThreeBitLayout.Shuffle0;
-        var shuffle1 = ThreeBitLayout.Shuffle1;
-        var shuffle2From1 = ThreeBitLayout.Shuffle2From1;
-        var shuffle2From2 = ThreeBitLayout.Shuffle2From2;
-        var shuffle3From1 = ThreeBitLayout.Shuffle3From1;
-        var shuffle3From2 = ThreeBitLayout.Shuffle3From2;
-        var shifts01 = ThreeBitLayout.Shifts01;
-        var shifts2 = ThreeBitLayout.Shifts2;
-        var shifts3 = ThreeBitLayout.Shifts3;
+        var codes = ThreeBitCodes.Create();
         float* rowScales = stackalloc float[groups];
         for (int row = first; row < end; row++)
         {
@@ -429,15 +412,15 @@ internal static unsafe class SplitActivationKernels
                 byte* q = p + g * 24;
                 Sse.Prefetch0(q + PrefetchBytes);
                 Sse.Prefetch0(q + PrefetchBytes + 64);
-                acc0 = Vector256.MultiplyAddEstimate(Pair(Vector256.Load(q + 8), Vector256.Create(Vector128.Load(q), Vector128.Load(q + 32)), xq + g * 3 * GroupSize),
+                acc0 = Vector256.MultiplyAddEstimate(Pair(codes, q, xq + g * 3 * GroupSize),
                                                      PairScale(rowScales, g), acc0);
-                acc1 = Vector256.MultiplyAddEstimate(Pair(Vector256.Load(q + 56), Vector256.Create(Vector128.Load(q + 48), Vector128.Load(q + 80)), xq + (g + 2) * 3 * GroupSize),
+                acc1 = Vector256.MultiplyAddEstimate(Pair(codes, q + 48, xq + (g + 2) * 3 * GroupSize),
                                                      PairScale(rowScales, g + 2), acc1);
             }
             if (g + 2 <= groups)
             {
                 byte* q = p + g * 24;
-                acc0 = Vector256.MultiplyAddEstimate(Pair(Vector256.Load(q + 8), Vector256.Create(Vector128.Load(q), Vector128.Load(q + 32)), xq + g * 3 * GroupSize),
+                acc0 = Vector256.MultiplyAddEstimate(Pair(codes, q, xq + g * 3 * GroupSize),
                                                      PairScale(rowScales, g), acc0);
                 g += 2;
             }
@@ -445,26 +428,10 @@ internal static unsafe class SplitActivationKernels
             {
                 // A lone last group: only its own 24 bytes are read; the partner lane is zero.
                 byte* q = p + g * 24;
-                acc1 = Vector256.MultiplyAddEstimate(Pair(Vector256.Create(Vector128.Load(q + 8), Vector128<byte>.Zero), Vector256.Create(Vector128.Load(q), Vector128<byte>.Zero), xq + g * 3 * GroupSize),
+                acc1 = Vector256.MultiplyAddEstimate(Lone(codes, q, xq + g * 3 * GroupSize),
                                                      LoneScale(rowScales, g), acc1);
             }
             y[row] = Vector256.Sum(acc0 + acc1) + Int8Kernels.BiasTerm((ushort*)w.Biases + (long)row * groups, xSums, groups);
-        }
-
-        // The four code vectors of a pair from its two source registers (see ThreeBitLayout).
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        Vector256<float> Pair(Vector256<byte> s1, Vector256<byte> s2, sbyte* x)
-        {
-            var byteMask = Vector256.Create((byte)7);
-            var c0 = Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(s1, shuffle0).AsUInt32(), shifts01).AsByte() & byteMask;
-            var c1 = Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(s2, shuffle1).AsUInt32(), shifts01).AsByte() & byteMask;
-            var blend = Avx2.Blend(Avx2.Shuffle(s1, shuffle2From1).AsUInt32(), Avx2.Shuffle(s2, shuffle2From2).AsUInt32(), 0b1100_1100);
-            var c2 = Avx2.ShiftRightLogicalVariable(blend, shifts2).AsByte() & byteMask;
-            var wordMask = Vector256.Create((short)7);
-            var words1 = Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(s1, shuffle3From1).AsUInt32(), shifts3).AsInt16() & wordMask;
-            var words2 = Avx2.ShiftRightLogicalVariable(Avx2.Shuffle(s2, shuffle3From2).AsUInt32(), shifts3).AsInt16() & wordMask;
-            var c3 = Avx2.PackUnsignedSaturate(words1, words2);
-            return ThreeTerms(c0, c1, c2, c3, x);
         }
     }
 }
