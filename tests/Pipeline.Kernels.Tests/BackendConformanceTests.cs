@@ -70,6 +70,8 @@ public abstract class BackendConformanceTests : IDisposable
     [InlineData(ScalarType.F16, 23, 300, 13)]
     [InlineData(ScalarType.BF16, 131, 2053, 6)]   // small-M: column blocks, row tail of 5 columns
     [InlineData(ScalarType.F16, 50, 300, 27)]     // small-M for dense weights up to 32 tokens: four tiles
+    [InlineData(ScalarType.BF16, 40, 8195, 8)]    // small-M: 3-row register tiles, two passes of 4 tokens, row blocks of 9 rows
+    [InlineData(ScalarType.BF16, 20, 4099, 33)]   // past small-M (GEMM)
     public void Linear_Dense(ScalarType type, int rows, int cols, int tokens)
     {
         var weight = _weights.Dense(rows, cols, type, spread: 1f / MathF.Sqrt(cols));

@@ -10,7 +10,8 @@ namespace Pipeline.Kernels.Tests;
 /// in double: token counts 1-17 for quantized weights, 1-32 for dense (one to four tiles, every accumulator layout), row counts around the row
 /// block, each range split in two calls as workers split it; quantized rows of 1 to 17 groups of 32/64/128
 /// (several column blocks at every token count), 2/3/4/8 bits (3-bit codes crossing words and bytes),
-/// bf16/f16/f32 scales; dense rows with tails (cols not a multiple of 8). Tolerance: f32 summation order
+/// bf16/f16/f32 scales; dense rows with tails (cols not a multiple of 8), and rows wide enough for several
+/// dense row blocks in one call (3-row register tiles, 1-row tails, the next block's prefetch). Tolerance: f32 summation order
 /// only, 1e-5 of sum_k |w x| of each output. Calls the kernel directly (it reads no process-wide path), so
 /// it runs in parallel with the rest.
 /// </summary>
@@ -69,6 +70,22 @@ public sealed unsafe class SmallGemmTests : IDisposable
             foreach (int rows in OutRows)
                 Check(_weights.Dense(rows, cols, type, spread: 1f / MathF.Sqrt(cols)), SmallGemmKernels.MostKernelTokens, $"{type} cols {cols}");
         }
+    }
+
+    /// <summary>
+    /// Dense rows wide enough that a row block holds few rows (bf16: 9 rows of 16390 bytes, f32: 3), so the
+    /// range [13, 40) crosses row blocks (and prefetches the next one) and [0, 13) ends in a 1-row tail after
+    /// four 3-row tiles; 8195 columns end in a 3-column step. Every token count up to 32: one or two
+    /// passes per tile (1-4 and 5-8 tokens) in one to four tiles of tokens.
+    /// </summary>
+    [Theory]
+    [InlineData(ScalarType.BF16)]
+    [InlineData(ScalarType.F32)]
+    public void Dense_WideRows_RegisterTilesAcrossRowBlocks(ScalarType type)
+    {
+        if (!SupportedHere())
+            return;
+        Check(_weights.Dense(40, 8195, type, spread: 1f / MathF.Sqrt(8195)), SmallGemmKernels.MostKernelTokens, $"{type} 40 x 8195");
     }
 
     /// <summary>The kernel needs AVX2 and FMA; a CPU without them never dispatches to it (asserted).</summary>
