@@ -12,13 +12,15 @@ namespace Pipeline.Kernels.Cpu;
 /// roundings, no FMA), or widened exactly (bf16, f16, f32); then one FMA per token against that token's
 /// 8 x values, into one accumulator per token (up to 8 tokens per pass). The row's accumulators are
 /// reduced horizontally at the end of each column block. So the result differs from the f32 reference
-/// only by summation order.
+/// only by summation order. Dense bf16/f32 rows go three at a time (<see cref="DenseRows"/>: each x load
+/// feeds three rows, up to 4 tokens per pass).
 /// <para>
 /// x is repacked once per op into [tile][cols/8][tile tokens][8] (<see cref="PackInput"/>): the tile's
 /// x vectors for one 8-column step are adjacent, and a column block of it (<see cref="XBlockFloats"/>,
 /// 16 KiB) stays in L1 while the weight rows of a row block stream past; the weights are read in place
 /// from the mmapped checkpoint and software-prefetched a few rows ahead (rows of a column block are
-/// strided, which the hardware prefetchers do not follow).
+/// strided, which the hardware prefetchers do not follow); dense bf16/f32 rows in blocks that fit L2,
+/// the next block prefetched sequentially while one is multiplied.
 /// </para>
 /// </summary>
 internal static unsafe class SmallGemmKernels
