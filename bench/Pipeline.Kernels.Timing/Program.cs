@@ -8,6 +8,8 @@ using Pipeline.Model;
 // usage: Pipeline.Kernels.Timing <model dir> [threads=2] [prompt tokens=128] [decode steps=8]
 //    or: Pipeline.Kernels.Timing kernels [threads=1] [runs=10] [tokens=1]
 //    or: Pipeline.Kernels.Timing small [runs=5] [kinds=q2,q3,q4,bf16] [tokens=2,3,4,8,16]   (small-M vs GEMM kernels, one thread)
+//    or: Pipeline.Kernels.Timing int8loop [runs=7] [tokens=1,2,4,8] [shapes=16x5376,4096x5376,21504x5376] [bits=2,3,4]
+//          (one thread: clock and instruction rates, then the int8 MatMul per pair of groups and token)
 //    or: Pipeline.Kernels.Timing decode16 [runs=10]   (int16 decode kernels, one thread, L2-resident vs streamed)
 // PIPELINE_CPU_INT8=1: CpuBackend with int8 activations.
 if (args.Length < 1)
@@ -24,6 +26,14 @@ if (args[0] == "small")
 {
     SmallGemmTimes.Run(args.Length > 1 ? int.Parse(args[1]) : 5, args.Length > 2 ? args[2] : "q2,q3,q4,bf16",
                        args.Length > 3 ? args[3].Split(',').Select(int.Parse).ToArray() : [2, 3, 4, 8, 16]);
+    return 0;
+}
+if (args[0] == "int8loop")
+{
+    (int, int) Shape(string text) => (int.Parse(text.Split('x')[0]), int.Parse(text.Split('x')[1]));
+    Int8LoopTimes.Run(args.Length > 1 ? int.Parse(args[1]) : 7, args.Length > 2 ? args[2].Split(',').Select(int.Parse).ToArray() : [1, 2, 4, 8],
+                      args.Length > 3 ? args[3].Split(',').Select(Shape).ToArray() : [(16, 5376), (4096, 5376), (21504, 5376)],
+                      args.Length > 4 ? args[4].Split(',').Select(int.Parse).ToArray() : [2, 3, 4]);
     return 0;
 }
 if (args[0] == "kernels")

