@@ -143,6 +143,11 @@ public sealed class BenchCommandTests
         // The engine's prompt is as long as the actors' templated prompt.
         Assert.True(root.GetProperty("actualPromptTokens").GetInt32() > 10);
         Assert.True(root.GetProperty("actorsDecodePassMs").GetProperty("median").GetDouble() > 0);
+        // Warm-up rounds run until one compiles at most 10 methods (or 8 rounds have run).
+        int warmupRounds = root.GetProperty("warmupRounds").GetInt32();
+        Assert.InRange(warmupRounds, 1, 8);
+        Assert.True(warmupRounds == 8 || root.GetProperty("jitCompiledInLastWarmupRound").GetInt64() <= 10, root.ToString());
+        Assert.True(root.GetProperty("jitCompiledDuringRounds").GetInt64() >= 0);
     }
 
     [Fact]

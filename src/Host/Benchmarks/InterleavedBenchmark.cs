@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime;
 using System.Text;
 using System.Text.Json.Nodes;
 using Akka.Actor;
@@ -24,6 +25,12 @@ namespace Pipeline.Host.Benchmarks;
 /// </summary>
 public static class InterleavedBenchmark
 {
+    /// <summary>A warm-up round that compiled at most this many methods leaves the JIT settled.</summary>
+    private const int JitSettledMethods = 10;
+
+    /// <summary>Warm-up rounds at most (a JIT that never settles must not hang the benchmark).</summary>
+    private const int MaxWarmupRounds = 8;
+
     public static JsonObject Run(BenchSettings settings, TextWriter say)
     {
         var result = Common.Header("pipeline-interleaved", settings);
@@ -56,7 +63,25 @@ public static class InterleavedBenchmark
             int[] enginePrompt = BenchSettings.PromptIds(warm.PromptTokens, engine.VocabSize);
             using var session = engine.OpenSession();
             EngineBenchmark.Once(session, enginePrompt, 2);
+            // Then whole rounds of all three until the JIT settles: the actors' code reaches tier 1 later than the
+            // engine's (fewer calls per token), and the background compiler takes a core from the kernel threads
+            // meanwhile (perf: ~1.6% of a core during the actors' passes over the first 100 s of a run).
+            int warmupRounds = 0;
+            long compiledInWarmupRound;
+            do
+            {
+                long before = JitInfo.GetCompiledMethodCount();
+                EngineBenchmark.Once(session, enginePrompt, settings.DecodeTokens);
+                ActorsBenchmark.Round(client, $"warmup{warmupRounds}-one", 1, prompt, settings.DecodeTokens);
+                if (settings.Sessions > 1)
+                    ActorsBenchmark.Round(client, $"warmup{warmupRounds}-many", settings.Sessions, prompt, settings.DecodeTokens);
+                compiledInWarmupRound = JitInfo.GetCompiledMethodCount() - before;
+                warmupRounds++;
+            }
+            while (compiledInWarmupRound > JitSettledMethods && warmupRounds < MaxWarmupRounds);
             double warmupS = clock.Elapsed.TotalSeconds;
+            say.WriteLine($"warm-up: {warmupRounds} round(s) of all three, {compiledInWarmupRound} method(s) compiled in the last, {warmupS:F1} s");
+            long compiledBeforeRounds = JitInfo.GetCompiledMethodCount();
 
             var engineTokS = new List<double>();
             var actorsTokS = new List<double>();
@@ -117,6 +142,7 @@ public static class InterleavedBenchmark
                         : "")));
             }
             var cpu1 = CpuTimes.Read();
+            long compiledDuringRounds = JitInfo.GetCompiledMethodCount() - compiledBeforeRounds;
             // Garbage collections pause the kernel threads too: their count and pause time during the rounds.
             result["gcCollections"] = new JsonObject { ["gen0"] = GC.CollectionCount(0) - gen0, ["gen2"] = GC.CollectionCount(2) - gen2 };
             result["gcPauseMs"] = (GC.GetTotalPauseDuration() - gcPause).TotalMilliseconds;
@@ -131,6 +157,9 @@ public static class InterleavedBenchmark
             Common.AddCleanliness(result, cpu0, cpu1, say);
             result["loadS"] = loadS;
             result["warmupS"] = warmupS;
+            result["warmupRounds"] = warmupRounds;
+            result["jitCompiledInLastWarmupRound"] = compiledInWarmupRound;
+            result["jitCompiledDuringRounds"] = compiledDuringRounds;
             result["weightBytesPerToken"] = weightBytes;
             result["actualPromptTokens"] = warm.PromptTokens;
             result["engineDecodeTokS"] = Stat.Of(engineTokS).ToJson();
